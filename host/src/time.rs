@@ -1,0 +1,1 @@
+//! Instants and durations on LVA's timescale: 90 kHz ticks since the Unix epoch (UTC).
