@@ -9,7 +9,7 @@ use mediagraph::topology;
 #[command(
     name = "mediagraph",
     version,
-    about = "Continuous video recording driven by LVA media-graph topologies"
+    about = "Continuous video recording driven by LVA media graphs"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -18,15 +18,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the built-in RTSP test camera (a looping clip on /cam1 … /camN).
+    Camera(mediagraph::camera::cli::CameraArgs),
     /// Check a topology (and optional instance) and print what would be recorded.
     Validate(topology::cli::ValidateArgs),
 }
 
-fn main() -> anyhow::Result<ExitCode> {
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().command {
-        Command::Validate(args) => Ok(topology::cli::run_validate(
-            &args,
-            &topology::DefaultPluginNames,
-        )?),
+        Command::Camera(args) => mediagraph::camera::cli::run(args).await?,
+        Command::Validate(args) => {
+            return Ok(topology::cli::run_validate(
+                &args,
+                &topology::DefaultPluginNames,
+            )?);
+        }
     }
+    Ok(ExitCode::SUCCESS)
 }
