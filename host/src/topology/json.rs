@@ -120,15 +120,18 @@ impl<'a> Obj<'a> {
 
     /// Like [`Obj::scalar`], but absence is an error.
     pub fn required_scalar(&mut self, name: &str, r: &mut Report) -> Option<String> {
-        if self.get(name, r).is_none() {
-            r.error(
-                code::PROPERTY_REQUIRED,
-                self.child(name),
-                format!("property '{name}' is required"),
-            );
-            return None;
+        let path = self.child(name);
+        match self.get(name, r) {
+            None => {
+                r.error(
+                    code::PROPERTY_REQUIRED,
+                    path,
+                    format!("property '{name}' is required"),
+                );
+                None
+            }
+            Some(value) => scalar(value, &path, r),
         }
-        self.scalar(name, r)
     }
 
     /// An array property; `null` counts as absent.

@@ -76,6 +76,7 @@ impl Params {
                 now,
             ),
         };
+        let mut bad_defaults = Vec::new();
         for (i, decl) in topology.parameters.iter().enumerate() {
             let path = format!("$.properties.parameters[{i}]");
             let Some(name) = &decl.name else { continue };
@@ -99,16 +100,15 @@ impl Params {
             }
             let Some(kind) = decl.kind else { continue };
             params.declared.insert(name.clone(), kind);
-            if let Some(default) = &decl.default
-                && check_type(name, kind, default, &format!("{path}.default"), r)
-            {
-                params.values.insert(
-                    name.clone(),
-                    Value {
-                        text: default.clone(),
-                        secret: kind == ParameterType::SecretString,
-                    },
-                );
+            if let Some(default) = &decl.default {
+                if check_type(name, kind, default, &format!("{path}.default"), r) {
+                    let secret = kind == ParameterType::SecretString;
+                    let text = default.clone();
+                    params.values.insert(name.clone(), Value { text, secret });
+                } else {
+                    // Reported as invalid; not reported again as missing.
+                    bad_defaults.push(name.as_str());
+                }
             }
         }
         let mut supplied: HashMap<String, String> = HashMap::new();
@@ -142,6 +142,7 @@ impl Params {
             if let Some(name) = &decl.name
                 && decl.kind.is_some()
                 && !params.values.contains_key(name)
+                && !bad_defaults.contains(&name.as_str())
             {
                 r.error(
                     code::PARAMETER_VALUE_MISSING,

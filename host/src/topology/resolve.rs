@@ -46,7 +46,7 @@ pub struct ResolvedGraph {
     pub file_sinks: Vec<FileSinkSpec>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 pub struct RtspSourceSpec {
     pub node: String,
     /// Not serialized: it may carry a password (`rtsp://user:pass@host`).
@@ -59,6 +59,19 @@ pub struct RtspSourceSpec {
     pub transport: RtspTransport,
     /// Set for a `MediaGraphTlsEndpoint` (`rtsps://`).
     pub tls: Option<TlsSpec>,
+}
+
+/// `url` is left out: it may carry a password.
+impl std::fmt::Debug for RtspSourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtspSourceSpec")
+            .field("node", &self.node)
+            .field("display_url", &self.display_url)
+            .field("credentials", &self.credentials)
+            .field("transport", &self.transport)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -351,6 +364,7 @@ impl<'t, 'r> Builder<'t, 'r> {
                     continue;
                 }
                 if inputs.is_empty() {
+                    dangling.insert(label);
                     self.r.error(
                         code::NODE_INPUTS_REQUIRED,
                         format!("{path}.inputs"),
@@ -453,6 +467,8 @@ impl<'t, 'r> Builder<'t, 'r> {
                 let inputs: Vec<&'t str> = self
                     .nodes
                     .get(node)
+                    // A source's inputs are already reported; they are no edges.
+                    .filter(|(_, role, _)| *role != Role::Source)
                     .map(|(_, _, n)| {
                         n.inputs
                             .iter()
