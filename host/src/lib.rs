@@ -1,4 +1,6 @@
 //! mediagraph: records RTSP cameras continuously into a bounded local cache and uploads the
 //! media to an asset store, driven by LVA media-graph topologies. See ARCHITECTURE.md.
+pub mod cache;
 pub mod events;
+pub mod source;
 pub mod time;
