@@ -12,6 +12,7 @@ use mediagraph::plugin::types::{
 };
 use mediagraph::plugin::{PLUGIN_FAULT_EVENT, PluginError, PluginHost, PluginKind};
 use mediagraph::time::Ticks90k;
+use mediagraph::topology::PluginLookup;
 
 const SECOND: i64 = 90_000;
 

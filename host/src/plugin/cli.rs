@@ -82,7 +82,7 @@ fn list(dir: &Path, out: &mut dyn Write) -> Result<(), PluginError> {
             out,
             "{:<24} {:<10} {:<10} {:<8} {}",
             p.name,
-            p.kind,
+            p.kind.to_string(),
             p.version.as_deref().unwrap_or("-"),
             p.wit_version,
             p.source

@@ -30,34 +30,12 @@ pub use segmenter::Segmenter;
 pub use types::SegmenterConfig;
 
 use crate::events::{Event, EventBus};
+pub use crate::topology::PluginKind;
+use crate::topology::PluginLookup;
 use runtime::{Compiled, Runtime};
 
 /// The event a contained plugin fault emits.
 pub const PLUGIN_FAULT_EVENT: &str = "Mediagraph.Diagnostics.PluginFault";
-
-/// The three plugin worlds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PluginKind {
-    Segmenter,
-    Evictor,
-    Formatter,
-}
-
-impl PluginKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PluginKind::Segmenter => "segmenter",
-            PluginKind::Evictor => "evictor",
-            PluginKind::Formatter => "formatter",
-        }
-    }
-}
-
-impl fmt::Display for PluginKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
 
 /// How a plugin misbehaved in one call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,10 +213,6 @@ impl PluginHost {
         &self.rejected
     }
 
-    pub fn kind_of(&self, name: &str) -> Option<PluginKind> {
-        self.plugins.iter().find(|p| p.name == name).map(|p| p.kind)
-    }
-
     /// A segmenter for one sink node; `None` selects the default (`segmenter-gop`).
     pub fn segmenter(
         &self,
@@ -329,6 +303,12 @@ impl PluginHost {
     }
 }
 
+impl PluginLookup for PluginHost {
+    fn kind_of(&self, name: &str) -> Option<PluginKind> {
+        self.plugins.iter().find(|p| p.name == name).map(|p| p.kind)
+    }
+}
+
 /// Emits fault events for one node.
 #[derive(Clone)]
 pub(crate) struct Reporter {
@@ -344,7 +324,7 @@ impl Reporter {
             self.subject.clone(),
             json!({
                 "plugin": plugin.name,
-                "kind": plugin.kind.as_str(),
+                "kind": plugin.kind.to_string(),
                 "fault": fault.code(),
                 "detail": fault.to_string(),
                 "action": action,

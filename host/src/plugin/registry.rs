@@ -175,7 +175,7 @@ pub fn load_file(path: &Path) -> Result<PluginInfo, PluginError> {
             });
         }
         if let Some(k) = m.kind
-            && k != kind.as_str()
+            && k != kind.to_string()
         {
             return Err(PluginError::Manifest {
                 path: path.to_path_buf(),
@@ -350,6 +350,16 @@ mod tests {
                 ("format-cmaf".to_string(), PluginKind::Formatter),
             ]
         );
+    }
+
+    #[test]
+    fn topology_knows_the_embedded_plugins() {
+        let embedded: Vec<_> = embedded().into_iter().map(|p| (p.name, p.kind)).collect();
+        let named: Vec<_> = crate::topology::DefaultPluginNames::ALL
+            .iter()
+            .map(|(n, k)| (n.to_string(), *k))
+            .collect();
+        assert_eq!(embedded, named);
     }
 
     #[test]
