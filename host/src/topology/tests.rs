@@ -1112,3 +1112,102 @@ proptest! {
         prop_assert_eq!(resolve(&written, None, &[], &DefaultPluginNames, now()), original);
     }
 }
+
+#[test]
+fn structural_findings() {
+    rejected(
+        &[("/properties/sinks", Some(json!({})))],
+        code::PROPERTY_TYPE_INVALID,
+        "$.properties.sinks",
+    );
+    rejected(
+        &[(
+            "/properties/sinks/0/assetNamePattern",
+            Some(json!({"x": 1})),
+        )],
+        code::PROPERTY_TYPE_INVALID,
+        "$.properties.sinks[0].assetNamePattern",
+    );
+    let err = run(
+        &edit(base(), &[("/properties/sources", None)]),
+        None,
+        &params(),
+    )
+    .unwrap_err();
+    let found: Vec<(&str, &str)> = err
+        .details()
+        .iter()
+        .map(|d| (d.code.as_str(), d.target.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (code::PROPERTY_REQUIRED, "$.properties.sources"),
+            (
+                code::NODE_INPUT_UNKNOWN,
+                "$.properties.sinks[0].inputs[0].nodeName"
+            ),
+        ]
+    );
+    // Pre-release inputs named their node `moduleName`: refused by name, still linked.
+    rejected(
+        &[(
+            "/properties/sinks/0/inputs/0",
+            Some(json!({"moduleName": "rtspSource"})),
+        )],
+        code::PROPERTY_NOT_SUPPORTED,
+        "$.properties.sinks[0].inputs[0].moduleName",
+    );
+    rejected(
+        &[(
+            "/properties/sources/0/endpoint/credentials",
+            Some(
+                json!({"@type": "#Microsoft.Media.MediaGraphHttpHeaderCredentials", "headerName": "a", "headerValue": "b"}),
+            ),
+        )],
+        code::CREDENTIALS_TYPE_NOT_SUPPORTED,
+        "$.properties.sources[0].endpoint.credentials.@type",
+    );
+    let file_sink = |name: &str| {
+        json!({
+            "@type": "#Microsoft.Media.MediaGraphFileSink", "name": name, "baseDirectoryPath": "/m",
+            "fileNamePattern": "${System.DateTime}", "maximumSizeMiB": "1", "inputs": [{"nodeName": "rtspSource"}]
+        })
+    };
+    rejected(
+        &[
+            ("/properties/sinks/-", Some(file_sink("f1"))),
+            ("/properties/sinks/-", Some(file_sink("f2"))),
+        ],
+        code::FILE_SINK_MULTIPLE,
+        "$.properties.sinks[2]",
+    );
+    let err = resolve("[]", None, &[], &DefaultPluginNames, now()).unwrap_err();
+    assert_eq!(
+        (
+            err.details()[0].code.as_str(),
+            err.details()[0].target.as_str()
+        ),
+        (code::PROPERTY_TYPE_INVALID, "$")
+    );
+}
+
+#[test]
+fn a_1_0_file_sink_splits_its_path_pattern() {
+    let sink = json!({
+        "@type": "#Microsoft.Media.MediaGraphFileSink", "name": "fileSink",
+        "filePathPattern": "/var/media/sampleFilesFromEVR-${System.GraphTopologyName}-${System.DateTime}",
+        "inputs": [{"nodeName": "rtspSource"}]
+    });
+    let g = accepted(&[
+        ("/@apiVersion", Some(json!("1.0"))),
+        ("/properties/sinks/-", Some(sink)),
+    ]);
+    let f = &g.file_sinks[0];
+    assert_eq!(f.base_directory, std::path::PathBuf::from("/var/media"));
+    assert_eq!(
+        f.file_name_pattern,
+        "sampleFilesFromEVR-Cvr-1-${System.DateTime}"
+    );
+    assert_eq!(f.max_bytes, None);
+}
