@@ -1061,8 +1061,13 @@ fn arb_topology() -> impl Strategy<Value = Value> {
         Just(json!({"evictor": "evict-oldest", "formatter": "format-cmaf"}))
     ];
     let asset = "[A-Za-z0-9 _-]{1,20}(\\$\\{System.GraphInstanceName\\})?";
-    (name, seg, size, size_key, transport, selectors, plugins, asset, any::<bool>(), prop_oneof![Just("1.0"), Just("2.0")])
-        .prop_map(|(name, seg, size, size_key, transport, selectors, plugins, asset, creds, version)| {
+    let extras = (
+        any::<bool>(),
+        any::<bool>(),
+        proptest::option::of("[a-z ]{0,12}"),
+    );
+    (name, seg, size, size_key, transport, selectors, plugins, asset, any::<bool>(), prop_oneof![Just("1.0"), Just("2.0")], extras)
+        .prop_map(|(name, seg, size, size_key, transport, selectors, plugins, asset, creds, version, (tls, file_sink, description))| {
             let mut sink = json!({
                 "@type": "#Microsoft.Media.MediaGraphAssetSink", "name": "assetSink",
                 "assetNamePattern": asset, "localMediaCachePath": "/var/cache/${System.GraphTopologyName}",
@@ -1088,13 +1093,31 @@ fn arb_topology() -> impl Strategy<Value = Value> {
             if creds {
                 source["endpoint"]["credentials"] = json!({"@type": "#Microsoft.Media.MediaGraphUsernamePasswordCredentials", "username": "u", "password": "${pw}"});
             }
-            json!({
+            if tls {
+                source["endpoint"]["@type"] = json!("#Microsoft.Media.MediaGraphTlsEndpoint");
+                source["endpoint"]["url"] = json!("rtsps://10.0.0.1:322/${rtspPath}");
+                source["endpoint"]["trustedCertificates"] = json!({"@type": "#Microsoft.Media.MediaGraphPemCertificateList", "certificates": ["-----BEGIN CERTIFICATE-----"]});
+                source["endpoint"]["validationOptions"] = json!({"ignoreHostname": "true"});
+            }
+            let mut sinks = vec![sink];
+            if file_sink {
+                sinks.push(json!({
+                    "@type": "#Microsoft.Media.MediaGraphFileSink", "name": "fileSink", "baseDirectoryPath": "/var/media",
+                    "fileNamePattern": "${System.GraphInstanceName}-${System.DateTime}", "maximumSizeMiB": 100,
+                    "inputs": [{"nodeName": "rtspSource"}]
+                }));
+            }
+            let mut doc = json!({
                 "@apiVersion": version, "name": name,
                 "properties": {
                     "parameters": [{"name": "rtspPath", "type": "string", "default": "cam"}, {"name": "pw", "type": "SecretString", "default": "p"}],
-                    "sources": [source], "sinks": [sink]
+                    "sources": [source], "sinks": sinks
                 }
-            })
+            });
+            if let Some(d) = description {
+                doc["properties"]["description"] = json!(d);
+            }
+            doc
         })
 }
 
