@@ -231,3 +231,69 @@ fn every_unsupported_node_is_named_with_its_type() {
         ]
     );
 }
+
+/// The instance documents shipped with LVA's samples, against the topologies they belong to.
+#[test]
+fn official_sample_instances() {
+    let read = |p: &str| std::fs::read_to_string(fixtures().join(p)).unwrap();
+    // IoT Central's template instance leaves every value empty: each empty value is named.
+    let err = check(
+        &read("iotc-gateway-motionGraphTopology.json"),
+        Some(&read("samples/iotc-gateway-motionGraphInstance.json")),
+        &[],
+        &DefaultPluginNames,
+        SystemTime::now(),
+    )
+    .outcome
+    .unwrap_err();
+    let found: Vec<(&str, &str)> = err
+        .details()
+        .iter()
+        .map(|d| (d.code.as_str(), d.target.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (code::NODE_TYPE_NOT_SUPPORTED, "$.properties.processors[0]"),
+            (code::NODE_TYPE_NOT_SUPPORTED, "$.properties.sinks[0]"),
+            (code::NAME_INVALID, "instance:$.name"),
+            (
+                code::RTSP_ENDPOINT_URL_INVALID,
+                "$.properties.sources[0].endpoint.url"
+            ),
+            (
+                code::PROPERTY_VALUE_INVALID_PATTERN,
+                "$.properties.sinks[1].assetNamePattern"
+            ),
+        ]
+    );
+
+    // The C# console app's GraphInstanceSet payload for the motion-detection topology: its
+    // parameters are right, so only the unsupported nodes remain.
+    let ops: Value = serde_json::from_str(&read("samples/csharp-operations.json")).unwrap();
+    let set = ops["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["opName"] == "GraphInstanceSet")
+        .unwrap();
+    let mut instance = set["opParams"].clone();
+    instance["@apiVersion"] = ops["apiVersion"].clone();
+    let err = check(
+        &read("motion-detection@2.0.json"),
+        Some(&instance.to_string()),
+        &[],
+        &DefaultPluginNames,
+        SystemTime::now(),
+    )
+    .outcome
+    .unwrap_err();
+    assert!(
+        err.details()
+            .iter()
+            .all(|d| d.code == code::NODE_TYPE_NOT_SUPPORTED),
+        "{:#?}",
+        err.details()
+    );
+    assert_eq!(err.details().len(), 2);
+}

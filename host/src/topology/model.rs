@@ -415,8 +415,9 @@ fn read_parameter(value: &Value, path: &str, r: &mut Report) -> Option<Parameter
 
 fn read_nodes(props: &mut Obj<'_>, role: Role, r: &mut Report) -> Vec<Node> {
     let list = role.list();
+    let present = props.get(list, r).is_some_and(|v| !v.is_null());
     let items = props.array(list, r);
-    if items.is_none() && role != Role::Processor {
+    if !present && role != Role::Processor {
         r.error(
             code::PROPERTY_REQUIRED,
             props.child(list),

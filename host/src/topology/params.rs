@@ -202,7 +202,11 @@ impl Params {
             };
             let name = &after[..end];
             rest = &after[end + 1..];
-            if let Some(system) = name.strip_prefix("System.") {
+            if let Some(system) = name
+                .get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("System."))
+                .map(|_| &name[7..])
+            {
                 let keep = time == TimeVars::Keep
                     && (name.eq_ignore_ascii_case(SYSTEM_DATE_TIME)
                         || name.eq_ignore_ascii_case(SYSTEM_PRECISE_DATE_TIME));

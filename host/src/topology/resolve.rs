@@ -149,28 +149,22 @@ pub fn check(
     plugins: &dyn PluginLookup,
     now: SystemTime,
 ) -> Validation {
-    let mut r = Report::default();
     let topology_value = parse_text(topology_json, "$");
-    let instance_value = instance_json.map(|text| parse_text(text, "instance:$"));
-    let syntax: Vec<ErrorDetail> = [
-        topology_value.as_ref().err(),
-        instance_value.as_ref().and_then(|v| v.as_ref().err()),
-    ]
-    .into_iter()
-    .flatten()
-    .cloned()
-    .collect();
-    if !syntax.is_empty() {
-        return Validation {
-            outcome: Err(ErrorBody::bad_request(syntax)),
-            warnings: Vec::new(),
-        };
-    }
-    let (Ok(topology_value), instance_value) =
-        (topology_value, instance_value.transpose().ok().flatten())
-    else {
-        unreachable!("syntax errors returned above")
+    let instance_value = instance_json
+        .map(|text| parse_text(text, "instance:$"))
+        .transpose();
+    let (topology_value, instance_value) = match (topology_value, instance_value) {
+        (Ok(t), Ok(i)) => (t, i),
+        (t, i) => {
+            let syntax = [t.err(), i.err()].into_iter().flatten().collect();
+            let outcome = Err(ErrorBody::bad_request(syntax));
+            return Validation {
+                outcome,
+                warnings: Vec::new(),
+            };
+        }
     };
+    let mut r = Report::default();
     let topology = Topology::read(&topology_value, &mut r);
     let instance = instance_value
         .as_ref()

@@ -1061,8 +1061,13 @@ fn arb_topology() -> impl Strategy<Value = Value> {
         Just(json!({"evictor": "evict-oldest", "formatter": "format-cmaf"}))
     ];
     let asset = "[A-Za-z0-9 _-]{1,20}(\\$\\{System.GraphInstanceName\\})?";
-    (name, seg, size, size_key, transport, selectors, plugins, asset, any::<bool>(), prop_oneof![Just("1.0"), Just("2.0")])
-        .prop_map(|(name, seg, size, size_key, transport, selectors, plugins, asset, creds, version)| {
+    let extras = (
+        any::<bool>(),
+        any::<bool>(),
+        proptest::option::of("[a-z ]{0,12}"),
+    );
+    (name, seg, size, size_key, transport, selectors, plugins, asset, any::<bool>(), prop_oneof![Just("1.0"), Just("2.0")], extras)
+        .prop_map(|(name, seg, size, size_key, transport, selectors, plugins, asset, creds, version, (tls, file_sink, description))| {
             let mut sink = json!({
                 "@type": "#Microsoft.Media.MediaGraphAssetSink", "name": "assetSink",
                 "assetNamePattern": asset, "localMediaCachePath": "/var/cache/${System.GraphTopologyName}",
@@ -1088,13 +1093,31 @@ fn arb_topology() -> impl Strategy<Value = Value> {
             if creds {
                 source["endpoint"]["credentials"] = json!({"@type": "#Microsoft.Media.MediaGraphUsernamePasswordCredentials", "username": "u", "password": "${pw}"});
             }
-            json!({
+            if tls {
+                source["endpoint"]["@type"] = json!("#Microsoft.Media.MediaGraphTlsEndpoint");
+                source["endpoint"]["url"] = json!("rtsps://10.0.0.1:322/${rtspPath}");
+                source["endpoint"]["trustedCertificates"] = json!({"@type": "#Microsoft.Media.MediaGraphPemCertificateList", "certificates": ["-----BEGIN CERTIFICATE-----"]});
+                source["endpoint"]["validationOptions"] = json!({"ignoreHostname": "true"});
+            }
+            let mut sinks = vec![sink];
+            if file_sink {
+                sinks.push(json!({
+                    "@type": "#Microsoft.Media.MediaGraphFileSink", "name": "fileSink", "baseDirectoryPath": "/var/media",
+                    "fileNamePattern": "${System.GraphInstanceName}-${System.DateTime}", "maximumSizeMiB": 100,
+                    "inputs": [{"nodeName": "rtspSource"}]
+                }));
+            }
+            let mut doc = json!({
                 "@apiVersion": version, "name": name,
                 "properties": {
                     "parameters": [{"name": "rtspPath", "type": "string", "default": "cam"}, {"name": "pw", "type": "SecretString", "default": "p"}],
-                    "sources": [source], "sinks": [sink]
+                    "sources": [source], "sinks": sinks
                 }
-            })
+            });
+            if let Some(d) = description {
+                doc["properties"]["description"] = json!(d);
+            }
+            doc
         })
 }
 
@@ -1111,4 +1134,103 @@ proptest! {
         prop_assert_eq!(reparsed.to_json().to_string(), written.clone());
         prop_assert_eq!(resolve(&written, None, &[], &DefaultPluginNames, now()), original);
     }
+}
+
+#[test]
+fn structural_findings() {
+    rejected(
+        &[("/properties/sinks", Some(json!({})))],
+        code::PROPERTY_TYPE_INVALID,
+        "$.properties.sinks",
+    );
+    rejected(
+        &[(
+            "/properties/sinks/0/assetNamePattern",
+            Some(json!({"x": 1})),
+        )],
+        code::PROPERTY_TYPE_INVALID,
+        "$.properties.sinks[0].assetNamePattern",
+    );
+    let err = run(
+        &edit(base(), &[("/properties/sources", None)]),
+        None,
+        &params(),
+    )
+    .unwrap_err();
+    let found: Vec<(&str, &str)> = err
+        .details()
+        .iter()
+        .map(|d| (d.code.as_str(), d.target.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (code::PROPERTY_REQUIRED, "$.properties.sources"),
+            (
+                code::NODE_INPUT_UNKNOWN,
+                "$.properties.sinks[0].inputs[0].nodeName"
+            ),
+        ]
+    );
+    // Pre-release inputs named their node `moduleName`: refused by name, still linked.
+    rejected(
+        &[(
+            "/properties/sinks/0/inputs/0",
+            Some(json!({"moduleName": "rtspSource"})),
+        )],
+        code::PROPERTY_NOT_SUPPORTED,
+        "$.properties.sinks[0].inputs[0].moduleName",
+    );
+    rejected(
+        &[(
+            "/properties/sources/0/endpoint/credentials",
+            Some(
+                json!({"@type": "#Microsoft.Media.MediaGraphHttpHeaderCredentials", "headerName": "a", "headerValue": "b"}),
+            ),
+        )],
+        code::CREDENTIALS_TYPE_NOT_SUPPORTED,
+        "$.properties.sources[0].endpoint.credentials.@type",
+    );
+    let file_sink = |name: &str| {
+        json!({
+            "@type": "#Microsoft.Media.MediaGraphFileSink", "name": name, "baseDirectoryPath": "/m",
+            "fileNamePattern": "${System.DateTime}", "maximumSizeMiB": "1", "inputs": [{"nodeName": "rtspSource"}]
+        })
+    };
+    rejected(
+        &[
+            ("/properties/sinks/-", Some(file_sink("f1"))),
+            ("/properties/sinks/-", Some(file_sink("f2"))),
+        ],
+        code::FILE_SINK_MULTIPLE,
+        "$.properties.sinks[2]",
+    );
+    let err = resolve("[]", None, &[], &DefaultPluginNames, now()).unwrap_err();
+    assert_eq!(
+        (
+            err.details()[0].code.as_str(),
+            err.details()[0].target.as_str()
+        ),
+        (code::PROPERTY_TYPE_INVALID, "$")
+    );
+}
+
+#[test]
+fn a_1_0_file_sink_splits_its_path_pattern() {
+    let sink = json!({
+        "@type": "#Microsoft.Media.MediaGraphFileSink", "name": "fileSink",
+        "filePathPattern": "/var/media/sampleFilesFromEVR-${System.GraphTopologyName}-${System.DateTime}",
+        "inputs": [{"nodeName": "rtspSource"}]
+    });
+    let g = accepted(&[
+        ("/@apiVersion", Some(json!("1.0"))),
+        ("/properties/sinks/-", Some(sink)),
+    ]);
+    let f = &g.file_sinks[0];
+    assert_eq!(f.base_directory, std::path::PathBuf::from("/var/media"));
+    assert_eq!(
+        f.file_name_pattern,
+        "sampleFilesFromEVR-Cvr-1-${System.DateTime}"
+    );
+    assert_eq!(f.max_bytes, None);
 }
