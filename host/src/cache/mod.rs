@@ -162,6 +162,9 @@ pub struct Cache {
     state: Mutex<State>,
 }
 
+/// Room kept for the journal and the logs, so the directory as a whole stays within the budget.
+const BOOKKEEPING_BYTES: u64 = 64 * 1024;
+
 const UPLOADED_LOG: &str = "uploaded.log";
 const GAPS_LOG: &str = "gaps.log";
 const RUNNING: &str = "running";
@@ -421,20 +424,20 @@ impl Cache {
         let mut evicted = Vec::new();
         loop {
             let used = st.used();
-            if used + incoming <= self.limit {
+            if used + incoming <= self.limit.saturating_sub(BOOKKEEPING_BYTES) {
                 return Ok(evicted);
             }
             if st.sealed.is_empty() {
                 let open = st.open.as_ref().map_or(0, |o| o.bytes);
                 return Err(CacheError::NoRoom {
                     incoming,
-                    limit: self.limit,
+                    limit: self.limit.saturating_sub(BOOKKEEPING_BYTES),
                     open,
                 });
             }
             let entries: Vec<SegmentMeta> = st.sealed.values().cloned().collect();
             let budget = Budget {
-                limit_bytes: self.limit,
+                limit_bytes: self.limit.saturating_sub(BOOKKEEPING_BYTES),
                 used_bytes: used,
                 incoming_bytes: incoming,
             };
