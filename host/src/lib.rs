@@ -2,3 +2,4 @@
 //! media to an asset store, driven by LVA media-graph topologies. See ARCHITECTURE.md.
 pub mod events;
 pub mod time;
+pub mod upload;
