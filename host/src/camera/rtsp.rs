@@ -1,0 +1,553 @@
+//! One RTSP/1.0 connection of the test camera: request parsing, the session (TCP interleaved
+//! only, like LVA) and, once playing, writing the stream's frames as RTP.
+//!
+//! Everything about one connection lives in one task: reading requests, answering them and
+//! writing media are interleaved by `select!`, so no session needs a thread or an extra task.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use base64::Engine as _;
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, watch};
+
+use super::rtp::RtpTrack;
+use super::stream::{Stream, Tick, Track};
+use super::{Control, Shared, VideoCodec};
+
+/// Requests larger than this are a protocol violation, not something to buffer.
+const MAX_REQUEST: usize = 64 * 1024;
+const SESSION_TIMEOUT_SECS: u32 = 60;
+const VIDEO_PT: u8 = 96;
+const AUDIO_PT: u8 = 97;
+
+/// Misbehaviours served on `/fault/<name>`, for the recorder's bad-input tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// Normal handshake, then bytes that are neither RTSP nor interleaved RTP.
+    Garbage,
+    /// Answers every request with an HTTP response, as a web server on the port would.
+    Http,
+    /// Normal handshake, then no media at all.
+    Stall,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Camera(usize),
+    Fault(Fault),
+}
+
+struct Request {
+    method: String,
+    uri: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+enum Incoming {
+    Request(Request),
+    /// Interleaved data from the client (RTCP receiver reports); ignored.
+    Interleaved,
+}
+
+/// Takes one complete message off the front of `buf`, if there is one.
+fn parse(buf: &mut BytesMut) -> Result<Option<Incoming>, String> {
+    if buf.first() == Some(&b'$') {
+        if buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = 4 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+        if buf.len() < len {
+            return Ok(None);
+        }
+        buf.advance(len);
+        return Ok(Some(Incoming::Interleaved));
+    }
+    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if buf.len() > MAX_REQUEST {
+            return Err("request header larger than 64 KiB".into());
+        }
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "request is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(uri), Some("RTSP/1.0")) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!("not an RTSP/1.0 request line: {request_line:?}"));
+    };
+    let mut headers = Vec::new();
+    for line in lines {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("malformed header line {line:?}"))?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let request = Request {
+        method: method.to_owned(),
+        uri: uri.to_owned(),
+        headers,
+    };
+    let body_len: usize = match request.header("Content-Length") {
+        Some(v) => v.parse().map_err(|_| format!("bad Content-Length {v:?}"))?,
+        None => 0,
+    };
+    let total = head_end + 4 + body_len;
+    if total > MAX_REQUEST {
+        return Err("request larger than 64 KiB".into());
+    }
+    if buf.len() < total {
+        return Ok(None);
+    }
+    buf.advance(total);
+    Ok(Some(Incoming::Request(request)))
+}
+
+struct Response {
+    status: u16,
+    reason: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+}
+
+impl Response {
+    fn new(status: u16, reason: &'static str) -> Self {
+        Self {
+            status,
+            reason,
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+
+    fn ok() -> Self {
+        Self::new(200, "OK")
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn render(&self, cseq: Option<&str>, out: &mut BytesMut) {
+        let mut s = format!("RTSP/1.0 {} {}\r\n", self.status, self.reason);
+        if let Some(c) = cseq {
+            let _ = write!(s, "CSeq: {c}\r\n");
+        }
+        s.push_str("Server: mediagraph-test-camera\r\n");
+        for (n, v) in &self.headers {
+            let _ = write!(s, "{n}: {v}\r\n");
+        }
+        if !self.body.is_empty() {
+            let _ = write!(s, "Content-Length: {}\r\n", self.body.len());
+        }
+        s.push_str("\r\n");
+        s.push_str(&self.body);
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// The part of a request URL after the camera path: `None` for the aggregate, or a track.
+enum UrlPart {
+    Aggregate,
+    Track(Track),
+}
+
+fn resolve(shared: &Shared, uri: &str) -> Option<(Target, UrlPart)> {
+    let url = url::Url::parse(uri).ok()?;
+    let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    let (target, rest) = match segments.as_slice() {
+        ["fault", name, rest @ ..] => {
+            let fault = match *name {
+                "garbage" => Fault::Garbage,
+                "http" => Fault::Http,
+                "stall" => Fault::Stall,
+                _ => return None,
+            };
+            (Target::Fault(fault), rest)
+        }
+        ["cam", n, rest @ ..] => (Target::Camera(camera_index(shared, n)?), rest),
+        [name, rest @ ..] => (
+            Target::Camera(camera_index(shared, name.strip_prefix("cam")?)?),
+            rest,
+        ),
+        [] => return None,
+    };
+    let control = match rest {
+        [] => UrlPart::Aggregate,
+        ["trackID=0"] => UrlPart::Track(Track::Video),
+        ["trackID=1"] if shared.clip.audio.is_some() => UrlPart::Track(Track::Audio),
+        _ => return None,
+    };
+    Some((target, control))
+}
+
+fn camera_index(shared: &Shared, n: &str) -> Option<usize> {
+    let n: usize = n.parse().ok()?;
+    (1..=shared.streams.len()).contains(&n).then(|| n - 1)
+}
+
+fn sdp(shared: &Shared, session_id: u64) -> String {
+    let clip = &shared.clip;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut s = format!(
+        "v=0\r\no=- {session_id} 1 IN IP4 127.0.0.1\r\ns=mediagraph test camera\r\n\
+         c=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\na=range:npt=0-\r\n"
+    );
+    let v = &clip.video;
+    match v.codec {
+        VideoCodec::H264 => {
+            let _ = write!(
+                s,
+                "m=video 0 RTP/AVP {VIDEO_PT}\r\na=rtpmap:{VIDEO_PT} H264/90000\r\n\
+                 a=fmtp:{VIDEO_PT} packetization-mode=1;profile-level-id={};sprop-parameter-sets={},{}\r\n",
+                v.profile_level_id(),
+                b64(&v.sps),
+                b64(&v.pps)
+            );
+        }
+        VideoCodec::H265 => {
+            let _ = write!(
+                s,
+                "m=video 0 RTP/AVP {VIDEO_PT}\r\na=rtpmap:{VIDEO_PT} H265/90000\r\n\
+                 a=fmtp:{VIDEO_PT} sprop-vps={};sprop-sps={};sprop-pps={}\r\n",
+                b64(v.vps.as_deref().unwrap_or_default()),
+                b64(&v.sps),
+                b64(&v.pps)
+            );
+        }
+    }
+    let _ = write!(s, "a=framerate:{}\r\na=control:trackID=0\r\n", shared.fps);
+    if let Some(a) = &clip.audio {
+        let config: String = a.config.iter().map(|b| format!("{b:02X}")).collect();
+        let _ = write!(
+            s,
+            "m=audio 0 RTP/AVP {AUDIO_PT}\r\na=rtpmap:{AUDIO_PT} MPEG4-GENERIC/{}/{}\r\n\
+             a=fmtp:{AUDIO_PT} streamtype=5;profile-level-id=1;mode=AAC-hbr;sizelength=13;\
+             indexlength=3;indexdeltalength=3;config={config}\r\na=control:trackID=1\r\n",
+            a.sample_rate, a.channels
+        );
+    }
+    s
+}
+
+struct Session {
+    id: String,
+    target: Target,
+    stream: Arc<Stream>,
+    video: Option<RtpTrack>,
+    audio: Option<RtpTrack>,
+    ticks: Option<broadcast::Receiver<Tick>>,
+    /// Media starts at a keyframe, so a late joiner's first frame is decodable.
+    synced: bool,
+}
+
+/// What the connection loop does after a request.
+enum Next {
+    Continue,
+    Close,
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    session: Option<Session>,
+    out: BytesMut,
+}
+
+impl Connection {
+    fn handle(&mut self, req: &Request) -> Next {
+        let cseq = req.header("CSeq").map(str::to_owned);
+        let resolved = resolve(&self.shared, &req.uri);
+        if let Some((Target::Fault(Fault::Http), _)) = resolved {
+            self.out.extend_from_slice(
+                b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 22\r\n\
+                  Connection: close\r\n\r\n<h1>Not Found</h1>\r\n\r\n",
+            );
+            return Next::Close;
+        }
+        let response = self.respond(req, resolved);
+        response.render(cseq.as_deref(), &mut self.out);
+        Next::Continue
+    }
+
+    fn respond(&mut self, req: &Request, resolved: Option<(Target, UrlPart)>) -> Response {
+        if req.method != "OPTIONS"
+            && let Some(auth) = &self.shared.auth
+            && !auth.check(&req.method, req.header("Authorization"))
+        {
+            let mut r = Response::new(401, "Unauthorized");
+            for c in auth.challenges() {
+                r = r.header("WWW-Authenticate", c);
+            }
+            return r;
+        }
+        match req.method.as_str() {
+            "OPTIONS" => Response::ok().header(
+                "Public",
+                "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER, SET_PARAMETER",
+            ),
+            "DESCRIBE" => match resolved {
+                Some((_, UrlPart::Aggregate)) => {
+                    let base = if req.uri.ends_with('/') {
+                        req.uri.clone()
+                    } else {
+                        format!("{}/", req.uri)
+                    };
+                    let mut r = Response::ok()
+                        .header("Content-Base", base)
+                        .header("Content-Type", "application/sdp");
+                    r.body = sdp(&self.shared, rand::random::<u32>().into());
+                    r
+                }
+                _ => Response::new(404, "Not Found"),
+            },
+            "SETUP" => self.setup(req, resolved),
+            "PLAY" => self.play(req),
+            "TEARDOWN" => {
+                if self.session_matches(req) {
+                    self.session = None;
+                }
+                Response::ok()
+            }
+            "GET_PARAMETER" | "SET_PARAMETER" => match &self.session {
+                Some(s) => Response::ok().header("Session", s.id.clone()),
+                None => Response::ok(),
+            },
+            _ => Response::new(501, "Not Implemented"),
+        }
+    }
+
+    fn session_matches(&self, req: &Request) -> bool {
+        let wanted = req
+            .header("Session")
+            .map(|s| s.split(';').next().unwrap_or_default().trim());
+        matches!((&self.session, wanted), (Some(s), Some(w)) if s.id == w)
+    }
+
+    fn setup(&mut self, req: &Request, resolved: Option<(Target, UrlPart)>) -> Response {
+        let Some((target, UrlPart::Track(track))) = resolved else {
+            return Response::new(404, "Not Found");
+        };
+        let transport = req.header("Transport").unwrap_or_default();
+        if !transport.starts_with("RTP/AVP/TCP") {
+            return Response::new(461, "Unsupported Transport");
+        }
+        let channel = transport
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("interleaved="))
+            .and_then(|v| v.split('-').next()?.parse::<u8>().ok());
+        if req.header("Session").is_some() && !self.session_matches(req) {
+            return Response::new(454, "Session Not Found");
+        }
+        let stream = match target {
+            Target::Camera(i) => self.shared.streams[i].clone(),
+            Target::Fault(_) => self.shared.streams[0].clone(),
+        };
+        let session = self.session.get_or_insert_with(|| Session {
+            id: format!("{:016X}", rand::random::<u64>()),
+            target,
+            stream,
+            video: None,
+            audio: None,
+            ticks: None,
+            synced: false,
+        });
+        if session.target != target {
+            return Response::new(459, "Aggregate Operation Not Allowed");
+        }
+        let channel = channel.unwrap_or(match track {
+            Track::Video => 0,
+            Track::Audio => 2,
+        });
+        let rtp = RtpTrack {
+            channel,
+            payload_type: match track {
+                Track::Video => VIDEO_PT,
+                Track::Audio => AUDIO_PT,
+            },
+            ssrc: rand::random(),
+            // Clients treat 0 and 1 as "unset" sequence numbers; avoid them.
+            seq: rand::random_range(2..=u16::MAX),
+        };
+        let reply = format!(
+            "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08X};mode=\"PLAY\"",
+            channel,
+            channel.wrapping_add(1),
+            rtp.ssrc
+        );
+        match track {
+            Track::Video => session.video = Some(rtp),
+            Track::Audio => session.audio = Some(rtp),
+        }
+        Response::ok().header("Transport", reply).header(
+            "Session",
+            format!("{};timeout={SESSION_TIMEOUT_SECS}", session.id),
+        )
+    }
+
+    fn play(&mut self, req: &Request) -> Response {
+        if !self.session_matches(req) {
+            return Response::new(454, "Session Not Found");
+        }
+        let Some(session) = self.session.as_mut() else {
+            return Response::new(454, "Session Not Found");
+        };
+        let base = req.uri.trim_end_matches('/');
+        let mut info = Vec::new();
+        for (track, rtp, id) in [
+            (Track::Video, &session.video, 0),
+            (Track::Audio, &session.audio, 1),
+        ] {
+            if let Some(rtp) = rtp {
+                info.push(format!(
+                    "url={base}/trackID={id};seq={};rtptime={}",
+                    rtp.seq,
+                    session.stream.rtp_now(track)
+                ));
+            }
+        }
+        if session.ticks.is_none() && session.target != Target::Fault(Fault::Stall) {
+            session.ticks = Some(session.stream.subscribe());
+            session.synced = session.video.is_none();
+            self.shared.plays.fetch_add(1, Ordering::Relaxed);
+        }
+        Response::ok()
+            .header("Session", session.id.clone())
+            .header("Range", "npt=0.000-")
+            .header("RTP-Info", info.join(","))
+    }
+
+    /// Packetizes one frame for the session into `self.out`.
+    fn media(&mut self, tick: Tick) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        if session.target == Target::Fault(Fault::Garbage) {
+            // Not `$` (interleaved) and not `RTSP/` (a response): unframeable for any client.
+            let junk: [u8; 64] = rand::random();
+            self.out.extend_from_slice(b"\x00GARBAGE");
+            self.out.extend_from_slice(&junk);
+            return;
+        }
+        let clip = &session.stream.clip;
+        match tick.track {
+            Track::Video => {
+                let Some(rtp) = session.video.as_mut() else {
+                    return;
+                };
+                if !session.synced && !tick.keyframe {
+                    return;
+                }
+                session.synced = true;
+                let au = &clip.video.units[tick.index];
+                match clip.video.codec {
+                    VideoCodec::H264 => rtp.h264(&mut self.out, au, tick.rtp_ts),
+                    VideoCodec::H265 => rtp.h265(&mut self.out, au, tick.rtp_ts),
+                }
+            }
+            Track::Audio => {
+                let (Some(rtp), Some(audio)) = (session.audio.as_mut(), clip.audio.as_ref()) else {
+                    return;
+                };
+                if session.synced {
+                    rtp.aac(&mut self.out, &audio.frames[tick.index], tick.rtp_ts);
+                }
+            }
+        }
+    }
+
+    fn lagged(&mut self) {
+        if let Some(s) = self.session.as_mut() {
+            s.synced = s.video.is_none();
+        }
+    }
+}
+
+async fn next_tick(session: &mut Option<Session>) -> Result<Tick, broadcast::error::RecvError> {
+    match session.as_mut().and_then(|s| s.ticks.as_mut()) {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one client until it disconnects, misbehaves, or the camera drops its sessions.
+pub(super) async fn serve(
+    mut sock: TcpStream,
+    shared: Arc<Shared>,
+    mut control: watch::Receiver<Control>,
+) {
+    let generation = control.borrow_and_update().generation;
+    let peer = sock.peer_addr().ok();
+    let mut conn = Connection {
+        shared,
+        session: None,
+        out: BytesMut::with_capacity(16 * 1024),
+    };
+    let mut input = BytesMut::with_capacity(4096);
+    loop {
+        let mut close = false;
+        tokio::select! {
+            read = sock.read_buf(&mut input) => {
+                match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                loop {
+                    match parse(&mut input) {
+                        Ok(None) => break,
+                        Ok(Some(Incoming::Interleaved)) => {}
+                        Ok(Some(Incoming::Request(req))) => {
+                            tracing::debug!(?peer, method = %req.method, uri = %req.uri, "test camera request");
+                            if let Next::Close = conn.handle(&req) {
+                                close = true;
+                                break;
+                            }
+                        }
+                        Err(reason) => {
+                            tracing::info!(?peer, %reason, "test camera: closing connection on bad request");
+                            let r = Response::new(400, "Bad Request");
+                            r.render(None, &mut conn.out);
+                            close = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            tick = next_tick(&mut conn.session) => match tick {
+                Ok(t) => conn.media(t),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::info!(?peer, skipped = n, "test camera: slow client, resyncing at next keyframe");
+                    conn.lagged();
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            changed = control.changed() => {
+                if changed.is_err() || control.borrow().generation != generation {
+                    return;
+                }
+            }
+        }
+        if !conn.out.is_empty() {
+            if sock.write_all(&conn.out).await.is_err() {
+                return;
+            }
+            conn.out.clear();
+        }
+        if close {
+            return;
+        }
+    }
+}
