@@ -2,4 +2,3 @@
 //! (test camera, GStreamer RTSP server, Azurite) and checking output with ffprobe.
 
 pub mod azurite;
-pub mod segments;

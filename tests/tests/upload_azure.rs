@@ -7,11 +7,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mediagraph::cache::Cache;
 use mediagraph::time::Ticks90k;
 use mediagraph::upload::config::{AzureSpec, TransferPolicy, open_store, parse_connection_string};
 use mediagraph::upload::{AssetStore, SegmentFacts, SegmentUpload, UploadError};
 use mediagraph_tests::azurite::{self, Azurite};
-use mediagraph_tests::segments::DirSource;
 use sha2::{Digest, Sha256};
 
 fn small_blocks() -> TransferPolicy {
@@ -234,16 +234,58 @@ async fn unreachable_endpoint_is_reported_as_such() {
 async fn killed_mid_block_upload_leaves_no_visible_blob_and_the_rerun_completes() {
     let azurite = Azurite::start().expect("Azurite");
     let segments = tempfile::tempdir().unwrap();
-    let source = DirSource::new(segments.path());
+    let cache_dir = segments.path().join("cache");
     let big = pattern(96 << 20, 3);
-    source.add(1, 1_800_000_000, 30, &big);
-    source.add(2, 1_800_000_030, 30, b"small second segment");
+    {
+        let (cache, _) = Cache::open(&cache_dir, u64::MAX).unwrap();
+        cache
+            .begin_segment(
+                1,
+                0,
+                Ticks90k::from_secs(1_800_000_000),
+                "avc1.64001f",
+                "mp4",
+            )
+            .unwrap();
+        for (i, chunk) in big.chunks(1 << 20).enumerate() {
+            cache
+                .append_fragment(&[chunk], Ticks90k::from_secs(1_800_000_000 + i as i64 / 4))
+                .unwrap();
+        }
+        cache
+            .append_fragment(&[], Ticks90k::from_secs(1_800_000_030))
+            .unwrap();
+        cache.seal().unwrap();
+        cache
+            .begin_segment(
+                1,
+                1,
+                Ticks90k::from_secs(1_800_000_030),
+                "avc1.64001f",
+                "mp4",
+            )
+            .unwrap();
+        cache
+            .append_fragment(
+                &[b"small second segment"],
+                Ticks90k::from_secs(1_800_000_060),
+            )
+            .unwrap();
+        cache.close().unwrap();
+    }
+    let pending = || {
+        Cache::open(&cache_dir, u64::MAX)
+            .unwrap()
+            .0
+            .sealed_pending()
+            .len()
+    };
     let helper = env!("CARGO_BIN_EXE_upload_segments");
     let args = |cs: &str| {
         [
             cs.to_owned(),
             "crash".into(),
-            segments.path().display().to_string(),
+            cache_dir.display().to_string(),
             "cam-1".into(),
             "1".into(),
         ]
@@ -278,7 +320,7 @@ async fn killed_mid_block_upload_leaves_no_visible_blob_and_the_rerun_completes(
         visible.is_empty(),
         "a half-uploaded blob must not be visible: {visible:?}"
     );
-    assert!(!source.is_uploaded(1), "not marked uploaded");
+    assert_eq!(pending(), 2, "nothing marked uploaded");
 
     let status = Command::new(helper)
         .args(args(&azurite.connection_string()))
@@ -289,7 +331,7 @@ async fn killed_mid_block_upload_leaves_no_visible_blob_and_the_rerun_completes(
     assert_eq!(listed.len(), 2, "no duplicate, nothing skipped: {listed:?}");
     assert_eq!(listed[0].bytes, big.len() as u64);
     assert_eq!(listed[0].metadata["sha256"], sha_hex(&big));
-    assert!(source.is_uploaded(1) && source.is_uploaded(2));
+    assert_eq!(pending(), 0, "both marked uploaded");
     assert_eq!(store.read_blob(&listed[0].name).await.unwrap(), big);
 }
 

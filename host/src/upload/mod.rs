@@ -49,8 +49,8 @@ pub enum UploadError {
     },
     #[error("blob {blob} failed verification after upload: {what}")]
     Verify { blob: String, what: String },
-    #[error("cache: {0}")]
-    Cache(String),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
 }
 
 /// Why an Azure request failed, in the terms an operator acts on.

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{AssetStore, SegmentFacts, SegmentUpload, UploadError};
+use crate::cache::{Cache, SegmentMeta};
 use crate::events::{Event, EventBus};
 use crate::time::Ticks90k;
 
@@ -25,29 +26,6 @@ const OPERATIONAL: &str = "Microsoft.Media.Graph.Operational";
 const STORAGE_ERROR: &str = "Microsoft.Media.Graph.Diagnostics.StorageError";
 const CATCH_UP: &str = "Mediagraph.Diagnostics.UploadCatchUp";
 const CAUGHT_UP: &str = "Mediagraph.Diagnostics.UploadCaughtUp";
-
-/// A sealed segment waiting for upload, as the cache describes it (CONTRACTS.md `SegmentMeta`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PendingSegment {
-    pub id: u64,
-    pub run: u64,
-    pub sequence: u64,
-    pub start: Ticks90k,
-    pub end: Ticks90k,
-    pub bytes: u64,
-    pub codecs: String,
-    pub file_name: String,
-}
-
-/// Exactly the cache calls the uploader needs (CONTRACTS.md `cache`).
-pub trait SegmentSource: Send + Sync {
-    /// Sealed, not yet uploaded, oldest first.
-    fn sealed_pending(&self) -> Vec<PendingSegment>;
-    /// Opens a sealed segment for reading.
-    fn open_sealed(&self, id: u64) -> Result<std::fs::File, UploadError>;
-    /// Durably records that the segment is in the store.
-    fn mark_uploaded(&self, id: u64) -> Result<(), UploadError>;
-}
 
 /// Which sink this uploader serves.
 #[derive(Clone, Debug)]
@@ -92,7 +70,7 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    fn of(pending: &[PendingSegment]) -> Self {
+    fn of(pending: &[SegmentMeta]) -> Self {
         Self {
             segments: pending.len(),
             bytes: pending.iter().map(|p| p.bytes).sum(),
@@ -148,7 +126,7 @@ impl Uploader {
         target: SinkTarget,
         policy: UploaderPolicy,
         store: Arc<dyn AssetStore>,
-        source: Arc<dyn SegmentSource>,
+        cache: Arc<Cache>,
         events: EventBus,
     ) -> Self {
         let (stop, stop_rx) = watch::channel(false);
@@ -157,7 +135,7 @@ impl Uploader {
             target,
             policy,
             store,
-            source,
+            cache,
             events,
             status: status.clone(),
             stop: stop_rx,
@@ -200,7 +178,7 @@ struct Worker {
     target: SinkTarget,
     policy: UploaderPolicy,
     store: Arc<dyn AssetStore>,
-    source: Arc<dyn SegmentSource>,
+    cache: Arc<Cache>,
     events: EventBus,
     status: Arc<Mutex<UploaderStatus>>,
     stop: watch::Receiver<bool>,
@@ -326,7 +304,7 @@ impl Worker {
         }
     }
 
-    async fn attempt(&mut self, segment: &PendingSegment) -> Attempt {
+    async fn attempt(&mut self, segment: &SegmentMeta) -> Attempt {
         let facts = SegmentFacts {
             asset: self.target.asset.clone(),
             run: segment.run,
@@ -340,9 +318,9 @@ impl Worker {
                 .map_or("bin", |(_, ext)| ext)
                 .to_owned(),
         };
-        let file = match self.source.open_sealed(segment.id) {
-            Ok(file) => file,
-            Err(e) => return self.unless_gone(segment, e),
+        let file = match self.cache.open_sealed(segment.id) {
+            Ok(file) => file.into_std(),
+            Err(e) => return self.unless_gone(segment, e.into()),
         };
         let upload = SegmentUpload {
             facts,
@@ -354,8 +332,8 @@ impl Worker {
             Err(e @ UploadError::ReadSegment { .. }) => return self.unless_gone(segment, e),
             Err(e) => return Attempt::Failed(e),
         };
-        if let Err(e) = self.source.mark_uploaded(segment.id) {
-            return Attempt::Failed(e);
+        if let Err(e) = self.cache.mark_uploaded(segment.id) {
+            return Attempt::Failed(e.into());
         }
         tracing::info!(
             target: "upload",
@@ -377,7 +355,7 @@ impl Worker {
     }
 
     /// A read error on a segment the cache evicted meanwhile is not a failure.
-    fn unless_gone(&mut self, segment: &PendingSegment, e: UploadError) -> Attempt {
+    fn unless_gone(&mut self, segment: &SegmentMeta, e: UploadError) -> Attempt {
         if self.pending().iter().any(|p| p.id == segment.id) {
             Attempt::Failed(e)
         } else {
@@ -386,8 +364,8 @@ impl Worker {
     }
 
     /// Reads the pending list and publishes the backlog.
-    fn pending(&mut self) -> Vec<PendingSegment> {
-        let pending = self.source.sealed_pending();
+    fn pending(&mut self) -> Vec<SegmentMeta> {
+        let pending = self.cache.sealed_pending();
         self.status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -402,7 +380,7 @@ impl Worker {
             .clone()
     }
 
-    fn report_failure(&self, segment: Option<&PendingSegment>, e: &UploadError, failures: u32) {
+    fn report_failure(&self, segment: Option<&SegmentMeta>, e: &UploadError, failures: u32) {
         tracing::warn!(target: "upload", subject = %self.target.subject, error = %e, failures, "upload failed");
         {
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -450,72 +428,41 @@ impl Worker {
 mod tests {
     use std::path::{Path, PathBuf};
 
+    use crate::cache::Cache;
+
     use super::*;
     use crate::upload::local::LocalStore;
 
-    /// Sealed segments as files in a directory; uploaded ids kept in memory.
+    /// A real cache in a temp dir that the tests record segments into.
     struct Segments {
-        dir: tempfile::TempDir,
-        list: Mutex<Vec<(PendingSegment, bool)>>,
+        _dir: tempfile::TempDir,
+        cache: Arc<Cache>,
     }
 
     impl Segments {
-        fn new() -> Arc<Self> {
-            Arc::new(Self {
-                dir: tempfile::tempdir().unwrap(),
-                list: Mutex::new(Vec::new()),
-            })
-        }
-
-        fn add(&self, id: u64) {
-            self.add_ending(id, Ticks90k::from_secs(1_700_000_030 + 30 * id as i64));
-        }
-
-        fn add_ending(&self, id: u64, end: Ticks90k) {
-            let file_name = format!("{id}.mp4");
-            let body = format!("segment {id}").repeat(100);
-            std::fs::write(self.dir.path().join(&file_name), &body).unwrap();
-            let start = end + -30 * crate::time::TICKS_PER_SECOND;
-            self.list.lock().unwrap().push((
-                PendingSegment {
-                    id,
-                    run: 1,
-                    sequence: id,
-                    start,
-                    end,
-                    bytes: body.len() as u64,
-                    codecs: "avc1.640028".into(),
-                    file_name,
-                },
-                false,
-            ));
-        }
-    }
-
-    impl SegmentSource for Segments {
-        fn sealed_pending(&self) -> Vec<PendingSegment> {
-            self.list
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(_, up)| !up)
-                .map(|(s, _)| s.clone())
-                .collect()
-        }
-        fn open_sealed(&self, id: u64) -> Result<std::fs::File, UploadError> {
-            let path = self.dir.path().join(format!("{id}.mp4"));
-            std::fs::File::open(&path).map_err(|source| UploadError::ReadSegment {
-                segment: id.to_string(),
-                source,
-            })
-        }
-        fn mark_uploaded(&self, id: u64) -> Result<(), UploadError> {
-            for (s, up) in self.list.lock().unwrap().iter_mut() {
-                if s.id == id {
-                    *up = true;
-                }
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let (cache, _) = Cache::open(&dir.path().join("cache"), 1 << 30).unwrap();
+            Self {
+                _dir: dir,
+                cache: Arc::new(cache),
             }
-            Ok(())
+        }
+
+        /// Records one sealed segment of sequence `seq`, 30 s of media time ending at `end`.
+        fn add_ending(&self, seq: u64, end: Ticks90k) {
+            let start = end + -30 * crate::time::TICKS_PER_SECOND;
+            let body = format!("segment {seq}").repeat(100);
+            self.cache
+                .begin_segment(1, seq, start, "avc1.640028", "mp4")
+                .unwrap();
+            self.cache.append_fragment(&[body.as_bytes()], end).unwrap();
+            self.cache.seal().unwrap();
+        }
+
+        /// A segment recorded long ago (backlog, never subject to the cadence).
+        fn add(&self, seq: u64) {
+            self.add_ending(seq, Ticks90k::from_secs(1_700_000_030 + 30 * seq as i64));
         }
     }
 
@@ -574,7 +521,7 @@ mod tests {
             target(Duration::from_secs(30)),
             fast_policy(),
             store.clone(),
-            segments.clone(),
+            segments.cache.clone(),
             events.clone(),
         );
         wait_for("repeated failures", || {
@@ -654,7 +601,7 @@ mod tests {
             target(segment_length),
             fast_policy(),
             store,
-            segments.clone(),
+            segments.cache.clone(),
             EventBus::new(),
         );
         segments.add_ending(1, Ticks90k::now());
@@ -686,14 +633,14 @@ mod tests {
             target(Duration::from_secs(30)),
             policy,
             store,
-            segments.clone(),
+            segments.cache.clone(),
             EventBus::new(),
         );
         let report = uploader.stop().await;
         assert!(!report.drained);
         assert_eq!(report.status.backlog.segments, 2);
         assert_eq!(
-            segments.sealed_pending().len(),
+            segments.cache.sealed_pending().len(),
             2,
             "nothing lost: still pending in the cache"
         );
@@ -708,7 +655,7 @@ mod tests {
             target(Duration::from_secs(300)),
             fast_policy(),
             store,
-            segments.clone(),
+            segments.cache.clone(),
             EventBus::new(),
         );
         segments.add_ending(1, Ticks90k::now());
