@@ -691,3 +691,90 @@ fn format_cmaf_refuses_bad_input_with_a_reason() {
             .any(|e| e.event_type == PLUGIN_FAULT_EVENT)
     );
 }
+
+// ---- the `plugins` subcommand ----------------------------------------------------------
+
+fn mediagraph(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mediagraph"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plugins_list_shows_defaults_and_directory_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    let built =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release");
+    std::fs::copy(
+        built.join("segmenter_gop.wasm"),
+        dir.path().join("my-seg.wasm"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("my-seg.toml"), "version = \"2.0.0\"\n").unwrap();
+    let (ok, out, err) = mediagraph(&[
+        "plugins",
+        "list",
+        "--plugin-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        vec![
+            "segmenter-gop",
+            "segmenter",
+            env!("CARGO_PKG_VERSION"),
+            "0.1.0",
+            "embedded"
+        ]
+    );
+    assert_eq!(rows[3][..2], ["format-cmaf", "formatter"]);
+    let mine = dir.path().join("my-seg.wasm");
+    assert_eq!(
+        rows[4],
+        vec![
+            "my-seg",
+            "segmenter",
+            "2.0.0",
+            "0.1.0",
+            mine.to_str().unwrap()
+        ]
+    );
+}
+
+#[test]
+fn plugins_check_runs_the_contract_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let built =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release");
+    for (file, kind) in [
+        ("segmenter_gop.wasm", "segmenter"),
+        ("evict_oldest.wasm", "evictor"),
+        ("format_cmaf.wasm", "formatter"),
+    ] {
+        let path = dir.path().join(file);
+        std::fs::copy(built.join(file), &path).unwrap();
+        let (ok, out, err) = mediagraph(&["plugins", "check", path.to_str().unwrap()]);
+        assert!(ok, "{file}: {out}{err}");
+        assert!(
+            out.contains(&format!("{kind} plugin")) && out.trim_end().ends_with("OK"),
+            "{out}"
+        );
+    }
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm\x01\0\0\0").unwrap();
+    let (ok, _, err) = mediagraph(&["plugins", "check", junk.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("core WebAssembly module"), "{err}");
+}

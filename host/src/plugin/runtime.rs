@@ -19,10 +19,11 @@ use super::Fault;
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Memory one plugin instance may use (linear memories and tables together stay far below).
 pub(crate) const MEMORY_CAP: usize = 64 << 20;
-/// Epoch ticks a call may run: ~50 ms (a default plugin call takes microseconds).
-const CALL_DEADLINE_TICKS: u64 = 5;
+/// Epoch ticks a call may run: ~200 ms. A default plugin call takes microseconds; the slack
+/// keeps a busy machine (a descheduled thread) from turning a healthy call into a timeout.
+const CALL_DEADLINE_TICKS: u64 = 20;
 /// Instantiation may run guest start-up code; it gets more room than a call.
-const INSTANTIATE_DEADLINE_TICKS: u64 = 50;
+const INSTANTIATE_DEADLINE_TICKS: u64 = 100;
 
 /// What each store holds: a WASI context that grants nothing, and the memory limiter.
 pub(crate) struct Ctx {
