@@ -9,3 +9,4 @@ pub mod record;
 pub mod source;
 pub mod time;
 pub mod topology;
+pub mod upload;

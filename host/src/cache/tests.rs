@@ -133,7 +133,7 @@ fn open_segment_without_a_complete_fragment_is_removed() {
 #[test]
 fn reserve_evicts_per_chooser_and_records_unuploaded_ranges_as_gaps() {
     let tmp = tempfile::tempdir().unwrap();
-    let (c, _) = open(tmp.path(), BOOKKEEPING_BYTES + 30);
+    let (c, _) = open(tmp.path(), 30);
     let a = write_segment(&c, 1, 0, T0, &[&[1; 10]]);
     let b = write_segment(&c, 1, 1, a.end, &[&[2; 10]]);
     let d = write_segment(&c, 1, 2, b.end, &[&[3; 10]]);
@@ -195,7 +195,7 @@ fn reserve_evicts_per_chooser_and_records_unuploaded_ranges_as_gaps() {
         "everything sealed was evicted before giving up"
     );
     c.close().unwrap();
-    let (c, _) = open(tmp.path(), BOOKKEEPING_BYTES + 30);
+    let (c, _) = open(tmp.path(), 30);
     assert_eq!(c.gaps().len(), 2, "gaps are durable");
 }
 
