@@ -29,7 +29,11 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(event_type: impl Into<String>, subject: impl Into<String>, body: serde_json::Value) -> Self {
+    pub fn new(
+        event_type: impl Into<String>,
+        subject: impl Into<String>,
+        body: serde_json::Value,
+    ) -> Self {
         Self {
             event_type: event_type.into(),
             subject: subject.into(),
@@ -81,6 +85,9 @@ mod tests {
         let recent = bus.recent();
         assert_eq!(recent.len(), RETAINED_EVENTS);
         assert_eq!(recent[0].subject, "/s/3");
-        assert_eq!(recent.last().unwrap().subject, format!("/s/{}", RETAINED_EVENTS + 2));
+        assert_eq!(
+            recent.last().unwrap().subject,
+            format!("/s/{}", RETAINED_EVENTS + 2)
+        );
     }
 }

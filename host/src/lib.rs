@@ -1,5 +1,9 @@
 //! mediagraph: records RTSP cameras continuously into a bounded local cache and uploads the
 //! media to an asset store, driven by LVA media-graph topologies. See ARCHITECTURE.md.
+pub mod cache;
 pub mod camera;
 pub mod events;
+pub mod plugin;
+pub mod source;
 pub mod time;
+pub mod topology;

@@ -1,4 +1,9 @@
+//! The `mediagraph` binary: parses the command line and hands each subcommand to the library.
+
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+use mediagraph::topology;
 
 #[derive(Parser)]
 #[command(
@@ -15,10 +20,15 @@ struct Cli {
 enum Command {
     /// Serve the built-in RTSP test camera (a looping clip on /cam1 … /camN).
     Camera(mediagraph::camera::cli::CameraArgs),
+    /// Check a topology (and optional instance) and print what would be recorded.
+    Validate(topology::cli::ValidateArgs),
+    /// List, check and benchmark WebAssembly plugins.
+    #[command(subcommand)]
+    Plugins(mediagraph::plugin::cli::PluginsCommand),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -28,6 +38,13 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Camera(args) => mediagraph::camera::cli::run(args).await?,
+        Command::Plugins(cmd) => mediagraph::plugin::cli::run(&cmd, &mut std::io::stdout().lock())?,
+        Command::Validate(args) => {
+            return Ok(topology::cli::run_validate(
+                &args,
+                &topology::DefaultPluginNames,
+            )?);
+        }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

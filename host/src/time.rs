@@ -9,8 +9,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const TICKS_PER_SECOND: i64 = 90_000;
 
 /// An instant: 90 kHz ticks since 1970-01-01T00:00:00Z.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Ticks90k(pub i64);
 
@@ -73,7 +84,10 @@ mod tests {
     #[test]
     fn lva_example_instant_formats_as_in_the_docs() {
         // From LVA's monitoring docs: 143039375044290 ticks = 2020-05-12T23:33:09.381Z.
-        assert_eq!(Ticks90k(143_039_375_044_290).to_rfc3339_millis(), "2020-05-12T23:33:09.381Z");
+        assert_eq!(
+            Ticks90k(143_039_375_044_290).to_rfc3339_millis(),
+            "2020-05-12T23:33:09.381Z"
+        );
     }
 
     #[test]

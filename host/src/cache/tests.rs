@@ -1,0 +1,222 @@
+use std::io::{Read, Write};
+
+use super::*;
+
+const T0: Ticks90k = Ticks90k(1_700_000_000 * 90_000);
+
+fn open(dir: &Path, limit: u64) -> (Cache, Recovery) {
+    Cache::open(dir, limit).unwrap()
+}
+
+fn write_segment(
+    c: &Cache,
+    run: RunId,
+    seq: u64,
+    start: Ticks90k,
+    fragments: &[&[u8]],
+) -> SegmentMeta {
+    c.begin_segment(run, seq, start, "avc1.64001F", "mp4")
+        .unwrap();
+    for (i, f) in fragments.iter().enumerate() {
+        c.append_fragment(&[f], start + 90_000 * (i as i64 + 1))
+            .unwrap();
+    }
+    c.seal().unwrap().unwrap()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn sealed_segments_survive_a_restart_with_the_same_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, rec) = open(tmp.path(), 1 << 20);
+    assert!(!rec.crashed);
+    let a = write_segment(&c, 1, 0, T0, &[b"aaaa", b"bb"]);
+    let b = write_segment(&c, 1, 1, a.end, &[b"cccccc"]);
+    c.mark_uploaded(a.id).unwrap();
+    assert_eq!(c.sealed_pending(), vec![b.clone()]);
+    c.close().unwrap();
+
+    let (c, rec) = open(tmp.path(), 1 << 20);
+    assert!(!rec.crashed, "clean close is not a crash");
+    let sealed = c.sealed();
+    assert_eq!(sealed.len(), 2);
+    assert_eq!(
+        (sealed[0].bytes, sealed[0].end, sealed[0].uploaded),
+        (6, T0 + 180_000, true)
+    );
+    assert_eq!(sealed[1], b);
+    let mut data = Vec::new();
+    c.open_sealed(a.id).unwrap().read_to_end(&mut data).unwrap();
+    assert_eq!(data, b"aaaabb");
+    assert_eq!(c.new_run(), 2, "run ids continue after the newest on disk");
+}
+
+#[test]
+fn crash_keeps_complete_fragments_and_truncates_a_torn_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, _) = open(tmp.path(), 1 << 20);
+    c.begin_segment(7, 3, T0, "avc1.64001F", "mp4").unwrap();
+    c.append_fragment(&[b"init", b"frag1"], T0 + 90_000)
+        .unwrap();
+    c.append_fragment(&[b"frag2"], T0 + 180_000).unwrap();
+    // The process dies while writing fragment 3: bytes on disk, no journal line yet; and a
+    // torn journal line from an earlier half-written append.
+    drop(c);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(tmp.path().join("000000000001.open"))
+        .unwrap();
+    f.write_all(b"torn-fragment").unwrap();
+    let mut j = std::fs::OpenOptions::new()
+        .append(true)
+        .open(tmp.path().join("000000000001.journal"))
+        .unwrap();
+    j.write_all(b"99999 123").unwrap();
+    std::fs::write(tmp.path().join("uploaded.log.tmp"), b"junk").unwrap();
+
+    let (c, rec) = open(tmp.path(), 1 << 20);
+    assert!(rec.crashed);
+    assert_eq!(rec.sealed_open, vec![SegmentId(1)]);
+    assert_eq!(rec.truncated_bytes, 13);
+    assert!(rec.removed.contains(&"uploaded.log.tmp".to_owned()));
+    let s = c.sealed();
+    assert_eq!(
+        (s[0].run, s[0].sequence, s[0].start, s[0].end, s[0].bytes),
+        (7, 3, T0, T0 + 180_000, 14)
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join(&s[0].file_name)).unwrap(),
+        b"initfrag1frag2"
+    );
+    assert_eq!(
+        names(tmp.path()),
+        vec![
+            s[0].file_name.clone(),
+            "gaps.log".into(),
+            "running".into(),
+            "uploaded.log".into()
+        ]
+    );
+    // New segments never reuse the recovered id.
+    assert_eq!(
+        c.begin_segment(8, 0, T0 + 180_000, "avc1.64001F", "mp4")
+            .unwrap(),
+        SegmentId(2)
+    );
+}
+
+#[test]
+fn open_segment_without_a_complete_fragment_is_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, _) = open(tmp.path(), 1 << 20);
+    c.begin_segment(1, 0, T0, "avc1.64001F", "mp4").unwrap();
+    drop(c);
+    std::fs::write(tmp.path().join("000000000001.open"), b"partial").unwrap();
+    std::fs::write(tmp.path().join("000000000009.journal"), b"orphan").unwrap();
+    let (c, rec) = open(tmp.path(), 1 << 20);
+    assert!(rec.crashed);
+    assert!(c.sealed().is_empty());
+    assert_eq!(
+        names(tmp.path()),
+        vec!["gaps.log", "running", "uploaded.log"]
+    );
+}
+
+#[test]
+fn reserve_evicts_per_chooser_and_records_unuploaded_ranges_as_gaps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, _) = open(tmp.path(), 30);
+    let a = write_segment(&c, 1, 0, T0, &[&[1; 10]]);
+    let b = write_segment(&c, 1, 1, a.end, &[&[2; 10]]);
+    let d = write_segment(&c, 1, 2, b.end, &[&[3; 10]]);
+    c.mark_uploaded(b.id).unwrap();
+    // The chooser prefers uploaded data; the host follows it.
+    let evicted = c
+        .reserve(5, &mut |entries, budget| {
+            assert_eq!(
+                (budget.used_bytes, budget.limit_bytes, budget.incoming_bytes),
+                (30, 30, 5)
+            );
+            entries
+                .iter()
+                .filter(|e| e.uploaded)
+                .map(|e| e.id)
+                .collect()
+        })
+        .unwrap();
+    assert_eq!(
+        evicted,
+        vec![SegmentMeta {
+            uploaded: true,
+            ..b.clone()
+        }]
+    );
+    assert!(c.gaps().is_empty(), "uploaded data evicted is not a gap");
+    // A chooser naming an unknown id is overruled: oldest first.
+    let evicted = c.reserve(15, &mut |_, _| vec![SegmentId(999)]).unwrap();
+    assert_eq!(evicted[0].id, a.id);
+    assert_eq!(
+        c.gaps(),
+        vec![Gap {
+            start: a.start,
+            end: a.end,
+            cause: GapCause::EvictedBeforeUpload
+        }]
+    );
+    assert_eq!(c.sealed(), vec![d.clone()]);
+    // The open segment counts against the budget.
+    c.begin_segment(1, 3, d.end, "avc1.64001F", "mp4").unwrap();
+    c.append_fragment(&[&[4; 15]], d.end + 90_000).unwrap();
+    assert_eq!(c.used_bytes(), 25);
+    let err = c
+        .reserve(20, &mut |e, _| e.iter().map(|e| e.id).collect())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CacheError::NoRoom {
+                incoming: 20,
+                limit: 30,
+                open: 15
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        c.sealed().is_empty(),
+        "everything sealed was evicted before giving up"
+    );
+    c.close().unwrap();
+    let (c, _) = open(tmp.path(), 30);
+    assert_eq!(c.gaps().len(), 2, "gaps are durable");
+}
+
+#[test]
+fn bad_name_parts_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, _) = open(tmp.path(), 100);
+    assert!(matches!(
+        c.begin_segment(1, 0, T0, "../x", "mp4"),
+        Err(CacheError::BadName { .. })
+    ));
+    assert!(matches!(
+        c.begin_segment(1, 0, T0, "avc1", "m/p4"),
+        Err(CacheError::BadName { .. })
+    ));
+}
+
+#[test]
+fn sanitized_names_stay_inside_the_root() {
+    assert_eq!(sanitize_dir_name("../../etc"), "_.._.._etc");
+    assert_eq!(sanitize_dir_name("g1-assetSink"), "g1-assetSink");
+    assert_eq!(sanitize_dir_name(""), "_");
+    assert_eq!(sanitize_dir_name("a/b c"), "a_b_c");
+}

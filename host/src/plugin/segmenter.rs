@@ -1,0 +1,252 @@
+//! The per-sink segmenter: asks the plugin where each frame goes, checks the answer against the
+//! cutting rules, and falls back to the built-in GOP rule while a faulty instance is replaced.
+//!
+//! Cutting rules the host enforces: the first frame of a run starts a segment; a segment may
+//! only start at a cut point (a video keyframe, or any keyframe while no video has been seen);
+//! a cut point more than twice `segment_length` into a segment must cut; a fragment may not
+//! stay open for more than twice `max_fragment`.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+
+use super::runtime::{self, Compiled, Ctx};
+use super::types::{Decision, FrameInfo, MediaKind, SegmenterConfig};
+use super::{Fault, PluginError, PluginInfo, Reporter};
+
+mod bindings {
+    wasmtime::component::bindgen!({ path: "../wit", world: "segmenter-plugin" });
+}
+
+use bindings::exports::mediagraph::plugin::segmenter as wit;
+use bindings::mediagraph::plugin::types as wit_types;
+
+const RECOVERY: &str = "instance dropped; the built-in GOP rule cuts until the next segment, where a fresh instance takes over";
+
+struct Live {
+    store: Store<Ctx>,
+    bindings: bindings::SegmenterPlugin,
+}
+
+/// Where the current segment and fragment started, as the host saw the cuts.
+#[derive(Default)]
+struct Cuts {
+    segment_start: Option<i64>,
+    fragment_start: i64,
+    saw_video: bool,
+}
+
+pub struct Segmenter {
+    plugin: Arc<PluginInfo>,
+    pre: bindings::SegmenterPluginPre<Ctx>,
+    runtime: &'static runtime::Runtime,
+    config: SegmenterConfig,
+    reporter: Reporter,
+    /// `None` while the fallback drives (after a fault, until the next segment cut).
+    live: Option<Live>,
+    cuts: Cuts,
+}
+
+impl Segmenter {
+    pub(crate) fn new(
+        plugin: Arc<PluginInfo>,
+        compiled: Compiled,
+        config: SegmenterConfig,
+        reporter: Reporter,
+    ) -> Result<Self, PluginError> {
+        let pre = bindings::SegmenterPluginPre::new((*compiled.pre).clone()).map_err(|e| {
+            PluginError::NotAPlugin {
+                plugin: plugin.name.clone(),
+                reason: format!("{e:#}"),
+            }
+        })?;
+        let mut s = Self {
+            plugin,
+            pre,
+            runtime: compiled.runtime,
+            config,
+            reporter,
+            live: None,
+            cuts: Cuts::default(),
+        };
+        s.live = Some(s.instantiate().map_err(|fault| match fault {
+            Fault::InvalidAnswer(message) => PluginError::Configure {
+                plugin: s.plugin.name.clone(),
+                message,
+            },
+            fault => PluginError::Fault {
+                plugin: s.plugin.name.clone(),
+                fault,
+            },
+        })?);
+        Ok(s)
+    }
+
+    pub fn plugin(&self) -> &str {
+        &self.plugin.name
+    }
+
+    /// Starts over for a new run: a fresh instance, and the next frame starts a segment.
+    pub fn reset(&mut self) {
+        self.cuts = Cuts::default();
+        self.live = match self.instantiate() {
+            Ok(live) => Some(live),
+            Err(fault) => {
+                self.reporter.fault(&self.plugin, &fault, RECOVERY);
+                None
+            }
+        };
+    }
+
+    /// Where `f` goes. Never fails: faults are reported and the fallback answers.
+    pub fn on_frame(&mut self, f: &FrameInfo) -> Decision {
+        let fallback = self.cuts.fallback(f, &self.config);
+        let decision = match self.live.as_mut() {
+            Some(live) => match call(live, f).and_then(|d| self.cuts.check(d, f, &self.config)) {
+                Ok(d) => d,
+                Err(fault) => {
+                    self.live = None;
+                    self.reporter.fault(&self.plugin, &fault, RECOVERY);
+                    fallback
+                }
+            },
+            None => {
+                if fallback == Decision::Segment {
+                    self.take_over(f);
+                }
+                fallback
+            }
+        };
+        self.cuts.record(decision, f);
+        decision
+    }
+
+    /// A fresh instance takes over at a segment cut; `f` is the first frame it sees, so its own
+    /// idea of the segment start matches the host's.
+    fn take_over(&mut self, f: &FrameInfo) {
+        let result = self
+            .instantiate()
+            .and_then(|mut live| call(&mut live, f).map(|_| live));
+        match result {
+            Ok(live) => self.live = Some(live),
+            Err(fault) => self.reporter.fault(&self.plugin, &fault, RECOVERY),
+        }
+    }
+
+    fn instantiate(&self) -> Result<Live, Fault> {
+        let mut store = self.runtime.store();
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Fault::Instantiate(format!("{e:#}")))?;
+        runtime::arm(&mut store);
+        let config = wit::Config {
+            segment_length: self.config.segment_length,
+            max_fragment: self.config.max_fragment,
+        };
+        bindings
+            .mediagraph_plugin_segmenter()
+            .call_configure(&mut store, config)
+            .map_err(|e| runtime::classify(&e))?
+            .map_err(Fault::InvalidAnswer)?;
+        Ok(Live { store, bindings })
+    }
+}
+
+fn call(live: &mut Live, f: &FrameInfo) -> Result<Decision, Fault> {
+    runtime::arm(&mut live.store);
+    let frame = wit_types::FrameInfo {
+        track: f.track,
+        kind: match f.kind {
+            MediaKind::Video => wit_types::MediaKind::Video,
+            MediaKind::Audio => wit_types::MediaKind::Audio,
+        },
+        dts: f.dts.0,
+        duration: f.duration,
+        keyframe: f.keyframe,
+        size: f.size,
+    };
+    let d = live
+        .bindings
+        .mediagraph_plugin_segmenter()
+        .call_on_frame(&mut live.store, frame)
+        .map_err(|e| runtime::classify(&e))?;
+    Ok(match d {
+        wit::Decision::None => Decision::None,
+        wit::Decision::Fragment => Decision::Fragment,
+        wit::Decision::Segment => Decision::Segment,
+    })
+}
+
+impl Cuts {
+    fn cut_point(&self, f: &FrameInfo) -> bool {
+        f.keyframe && (f.kind == MediaKind::Video || !self.saw_video)
+    }
+
+    /// The built-in rule (the same as `segmenter-gop`): a segment at the first cut point at or
+    /// after `segment_length`; a fragment per GOP, at most `max_fragment` long.
+    fn fallback(&self, f: &FrameInfo, config: &SegmenterConfig) -> Decision {
+        let saw_video = self.saw_video || f.kind == MediaKind::Video;
+        let Some(start) = self.segment_start else {
+            return Decision::Segment;
+        };
+        let cut_point = f.keyframe && (f.kind == MediaKind::Video || !saw_video);
+        if cut_point && since(start, f) >= config.segment_length {
+            return Decision::Segment;
+        }
+        let in_fragment = since(self.fragment_start, f);
+        let new_gop = f.kind == MediaKind::Video && f.keyframe && in_fragment > 0;
+        if new_gop || in_fragment >= config.max_fragment {
+            Decision::Fragment
+        } else {
+            Decision::None
+        }
+    }
+
+    /// Holds the plugin's answer to the cutting rules.
+    fn check(
+        &mut self,
+        d: Decision,
+        f: &FrameInfo,
+        config: &SegmenterConfig,
+    ) -> Result<Decision, Fault> {
+        self.saw_video |= f.kind == MediaKind::Video;
+        let Some(start) = self.segment_start else {
+            // The first frame of a run opens the first segment whatever the plugin says.
+            return Ok(Decision::Segment);
+        };
+        let cut_point = self.cut_point(f);
+        match d {
+            Decision::Segment if !cut_point => Err(Fault::InvalidAnswer(format!(
+                "segment cut at a frame that is not a cut point (track {}, {:?}, keyframe {})",
+                f.track, f.kind, f.keyframe
+            ))),
+            Decision::None | Decision::Fragment
+                if cut_point && since(start, f) >= 2 * config.segment_length =>
+            {
+                Err(Fault::SegmentOverdue)
+            }
+            Decision::None if since(self.fragment_start, f) >= 2 * config.max_fragment => {
+                Err(Fault::FragmentOverdue)
+            }
+            d => Ok(d),
+        }
+    }
+
+    fn record(&mut self, d: Decision, f: &FrameInfo) {
+        self.saw_video |= f.kind == MediaKind::Video;
+        match d {
+            Decision::Segment => {
+                self.segment_start = Some(f.dts.0);
+                self.fragment_start = f.dts.0;
+            }
+            Decision::Fragment => self.fragment_start = f.dts.0,
+            Decision::None => {}
+        }
+    }
+}
+
+/// Ticks from `start` to the frame (0 if the frame is earlier, e.g. after a clock step).
+fn since(start: i64, f: &FrameInfo) -> u64 {
+    u64::try_from(f.dts.0.saturating_sub(start)).unwrap_or(0)
+}

@@ -1,0 +1,649 @@
+//! RTSP ingest of one camera with `retina`: sessions, runs and wall-clock time.
+//!
+//! Owns: connecting over RTSP/TCP interleaved with the topology's credentials, choosing the
+//! tracks to record (H.264/H.265 video, AAC audio when asked), reconnecting forever with
+//! exponential backoff and jitter, stall detection, TEARDOWN on close, mapping media time to
+//! wall-clock 90 kHz ticks per run ([`clock`]) and the LVA diagnostics about the session.
+//!
+//! Must not: touch the disk, decide segment boundaries, or block the runtime. It hands frames to
+//! the recorder through a bounded channel; a slow recorder slows the session down (back
+//! pressure) instead of growing memory.
+
+pub mod clock;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use retina::client::{
+    Credentials as RetinaCredentials, PlayOptions, SessionGroup, SessionOptions, SetupOptions,
+    TcpTransportOptions, TeardownPolicy, Transport,
+};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use url::Url;
+
+use crate::events::{Event, EventBus};
+use crate::time::{TICKS_PER_SECOND, Ticks90k};
+use clock::WallClockMap;
+
+const DIAGNOSTICS: &str = "Microsoft.Media.Graph.Diagnostics";
+
+/// What to connect to and how; built by `graph` from the resolved topology.
+#[derive(Clone, Debug)]
+pub struct SourceConfig {
+    pub url: Url,
+    pub credentials: Option<SourceCredentials>,
+    /// Record AAC audio too (the sink's outputSelectors do not restrict it to video).
+    pub audio: bool,
+    /// Event subject, e.g. `/graphInstances/g1/sources/rtspSource`.
+    pub subject: String,
+    /// No frame for this long ends the session.
+    pub stall_timeout: Duration,
+    /// Bound on connecting plus DESCRIBE/SETUP/PLAY.
+    pub connect_timeout: Duration,
+    /// Upper bound of the reconnect backoff.
+    pub max_backoff: Duration,
+}
+
+impl SourceConfig {
+    pub fn new(
+        url: Url,
+        credentials: Option<SourceCredentials>,
+        audio: bool,
+        subject: String,
+    ) -> Self {
+        Self {
+            url,
+            credentials,
+            audio,
+            subject,
+            stall_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SourceCredentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SourceCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SourceCredentials({}, ***)", self.username)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackCodec {
+    H264,
+    H265,
+    Aac,
+}
+
+/// Codec parameters of one recorded track.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackParams {
+    pub codec: TrackCodec,
+    /// Units per second of [`Frame::media_time`] for this track.
+    pub clock_rate: u32,
+    pub width: u32,
+    pub height: u32,
+    pub sample_rate: u32,
+    pub channels: u32,
+    /// avcC / hvcC body, or AudioSpecificConfig.
+    pub decoder_config: Bytes,
+    /// RFC 6381 codec string, e.g. `avc1.64001F`.
+    pub rfc6381: String,
+}
+
+impl TrackParams {
+    pub fn is_video(&self) -> bool {
+        matches!(self.codec, TrackCodec::H264 | TrackCodec::H265)
+    }
+}
+
+/// One access unit. Video data is 4-byte length-prefixed NAL units (MP4 framing, parameter
+/// sets out of band); audio data is a raw AAC frame.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// Index into the run's tracks.
+    pub track: usize,
+    /// Track clock units since the run's first frame (never negative).
+    pub media_time: i64,
+    pub wall: Ticks90k,
+    pub keyframe: bool,
+    pub data: Bytes,
+    /// Set when this frame carries new codec parameters (SPS/PPS/resolution change).
+    pub new_params: Option<TrackParams>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunEndReason {
+    /// The camera closed the session or the connection failed.
+    Disconnected(String),
+    /// No frame for the stall timeout.
+    Stalled,
+    /// The host clock jumped; the next run re-anchors.
+    ClockJump,
+    /// Asked to stop.
+    Shutdown,
+}
+
+impl std::fmt::Display for RunEndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Disconnected(why) => write!(f, "disconnected: {why}"),
+            Self::Stalled => f.write_str("stalled"),
+            Self::ClockJump => f.write_str("clock jump"),
+            Self::Shutdown => f.write_str("shutdown"),
+        }
+    }
+}
+
+/// What the source tells the recorder, in order: `RunStarted`, frames, `RunEnded`, repeat.
+#[derive(Debug)]
+pub enum SourceItem {
+    RunStarted { tracks: Vec<TrackParams> },
+    Frame(Frame),
+    RunEnded { reason: RunEndReason },
+}
+
+/// Why one session attempt failed before or while playing.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("RTSP {method} answered {status}: {message}")]
+    Status {
+        method: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("network: {0}")]
+    Network(String),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("no supported video track ({0})")]
+    NoVideo(String),
+    #[error("timed out after {0:?} during {1}")]
+    Timeout(Duration, &'static str),
+}
+
+impl SourceError {
+    fn from_retina(method: &'static str, e: retina::Error) -> Self {
+        let message = e.to_string();
+        if let Some(status) = e.status_code() {
+            return Self::Status {
+                method,
+                status,
+                message: first_line(&message),
+            };
+        }
+        // retina's error is opaque; its messages for socket failures have stable prefixes.
+        if [
+            "Unable to connect",
+            "Error reading",
+            "Error writing",
+            "Timeout",
+        ]
+        .iter()
+        .any(|p| message.starts_with(p))
+        {
+            Self::Network(first_line(&message))
+        } else {
+            Self::Protocol(first_line(&message))
+        }
+    }
+
+    /// The LVA diagnostic this failure is reported as.
+    fn diagnostic(&self) -> (&'static str, serde_json::Value) {
+        match self {
+            Self::Status {
+                status: status @ (401 | 403),
+                message,
+                ..
+            } => (
+                "AuthenticationError",
+                json!({"protocol": "rtsp", "errorCode": status.to_string(), "errorMessage": message}),
+            ),
+            Self::Status {
+                status, message, ..
+            } => (
+                "ProtocolError",
+                json!({"protocol": "rtsp", "errorCode": status.to_string(), "errorMessage": message}),
+            ),
+            Self::Network(m) => (
+                "NetworkError",
+                json!({"errorCode": "ConnectionFailed", "errorMessage": m}),
+            ),
+            Self::Timeout(..) => (
+                "NetworkError",
+                json!({"errorCode": "Timeout", "errorMessage": self.to_string()}),
+            ),
+            Self::Protocol(m) => (
+                "ProtocolError",
+                json!({"protocol": "rtsp", "errorCode": "InvalidResponse", "errorMessage": m}),
+            ),
+            Self::NoVideo(m) => (
+                "MediaFormatError",
+                json!({"code": "UnsupportedCodec", "errorMessage": m}),
+            ),
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Exponential backoff with ±25 % jitter, capped.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(500);
+
+    pub fn new(cap: Duration) -> Self {
+        Self {
+            next: Self::FIRST,
+            cap,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    /// The delay before the next attempt; doubles the one after.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next.min(self.cap);
+        self.next = (self.next * 2).min(self.cap);
+        // Jitter keeps many cameras behind one switch from reconnecting in lock step.
+        let factor = rand::random_range(0.75..=1.25);
+        base.mul_f64(factor).min(self.cap)
+    }
+}
+
+/// Runs the camera's sessions until `shutdown` turns true; never returns early on camera
+/// errors. Each played session is a run bracketed by `RunStarted`/`RunEnded` on `tx`.
+pub async fn run(
+    cfg: SourceConfig,
+    tx: mpsc::Sender<SourceItem>,
+    events: EventBus,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let group = Arc::new(SessionGroup::default().named(cfg.subject.clone()));
+    let mut backoff = Backoff::new(cfg.max_backoff);
+    while !*shutdown.borrow() {
+        // A camera that still holds our previous session may refuse a new one; wait (bounded)
+        // for retina's TEARDOWN of stale sessions first.
+        let stale = group.stale_sessions();
+        if stale.num_sessions > 0 {
+            let _ = tokio::time::timeout(cfg.max_backoff, group.await_stale_sessions(&stale)).await;
+        }
+        let outcome = tokio::select! {
+            o = session(&cfg, &group, &tx, &events, &mut backoff) => o,
+            _ = shutdown.changed() => Ok(Some(RunEndReason::Shutdown)),
+        };
+        match outcome {
+            Ok(Some(reason)) => {
+                tracing::info!(subject = %cfg.subject, %reason, "run ended");
+                if tx.send(SourceItem::RunEnded { reason }).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break, // receiver gone
+            Err((e, ran)) => {
+                let (kind, body) = e.diagnostic();
+                events.emit(Event::new(
+                    format!("{DIAGNOSTICS}.{kind}"),
+                    cfg.subject.clone(),
+                    body,
+                ));
+                tracing::warn!(subject = %cfg.subject, error = %e, "session failed");
+                if ran {
+                    let reason = RunEndReason::Disconnected(e.to_string());
+                    if tx.send(SourceItem::RunEnded { reason }).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        let delay = backoff.next_delay();
+        tracing::debug!(subject = %cfg.subject, ?delay, "reconnecting after backoff");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    // Sessions dropped above start their TEARDOWN in the background; give them a moment so
+    // the camera frees the session slot before the process exits.
+    let _ = tokio::time::timeout(Duration::from_secs(2), group.await_teardown()).await;
+}
+
+/// A track chosen for recording: retina stream index plus its codec.
+struct Chosen {
+    stream: usize,
+    codec: TrackCodec,
+}
+
+/// One session. `Ok(Some(reason))`: a run ended; `Ok(None)`: the receiver is gone;
+/// `Err((e, ran))`: failed, `ran` tells whether `RunStarted` was sent.
+async fn session(
+    cfg: &SourceConfig,
+    group: &Arc<SessionGroup>,
+    tx: &mpsc::Sender<SourceItem>,
+    events: &EventBus,
+    backoff: &mut Backoff,
+) -> Result<Option<RunEndReason>, (SourceError, bool)> {
+    let creds = cfg.credentials.as_ref().map(|c| RetinaCredentials {
+        username: c.username.clone(),
+        password: c.password.clone(),
+    });
+    let options = SessionOptions::default()
+        .creds(creds)
+        .session_group(group.clone())
+        .teardown(TeardownPolicy::Auto)
+        .user_agent(format!("mediagraph/{}", env!("CARGO_PKG_VERSION")));
+    let timeout = cfg.connect_timeout;
+    let mut described = tokio::time::timeout(
+        timeout,
+        retina::client::Session::describe(cfg.url.clone(), options),
+    )
+    .await
+    .map_err(|_| (SourceError::Timeout(timeout, "DESCRIBE"), false))?
+    .map_err(|e| (SourceError::from_retina("DESCRIBE", e), false))?;
+    let sdp = String::from_utf8_lossy(described.sdp()).into_owned();
+
+    let chosen = choose_tracks(described.streams(), cfg, events);
+    if !chosen.iter().any(|c| c.codec != TrackCodec::Aac) {
+        let offered: Vec<String> = described
+            .streams()
+            .iter()
+            .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+            .collect();
+        return Err((
+            SourceError::NoVideo(format!("offered: {}", offered.join(", "))),
+            false,
+        ));
+    }
+    for c in &chosen {
+        let setup = SetupOptions::default()
+            .transport(Transport::Tcp(TcpTransportOptions::default()))
+            .frame_format(FrameFormat::MP4);
+        tokio::time::timeout(timeout, described.setup(c.stream, setup))
+            .await
+            .map_err(|_| (SourceError::Timeout(timeout, "SETUP"), false))?
+            .map_err(|e| (SourceError::from_retina("SETUP", e), false))?;
+    }
+    let playing = tokio::time::timeout(timeout, described.play(PlayOptions::default()))
+        .await
+        .map_err(|_| (SourceError::Timeout(timeout, "PLAY"), false))?
+        .map_err(|e| (SourceError::from_retina("PLAY", e), false))?;
+    let mut demuxed = playing
+        .demuxed()
+        .map_err(|e| (SourceError::from_retina("PLAY", e), false))?;
+    events.emit(Event::new(
+        format!("{DIAGNOSTICS}.MediaSessionEstablished"),
+        cfg.subject.clone(),
+        json!({ "sdp": format!("SDP:\n{sdp}") }),
+    ));
+    tracing::info!(subject = %cfg.subject, url = %redacted(&cfg.url), "session playing");
+
+    let mut run: Option<RunState> = None;
+    loop {
+        let item = match tokio::time::timeout(cfg.stall_timeout, demuxed.next()).await {
+            Err(_) if run.is_some() => return Ok(Some(RunEndReason::Stalled)),
+            Err(_) => {
+                return Err((
+                    SourceError::Timeout(cfg.stall_timeout, "waiting for the first keyframe"),
+                    false,
+                ));
+            }
+            Ok(None) => {
+                let why = "camera closed the session".to_owned();
+                return if run.is_some() {
+                    Ok(Some(RunEndReason::Disconnected(why)))
+                } else {
+                    Err((SourceError::Network(why), false))
+                };
+            }
+            Ok(Some(Err(e))) => return Err((SourceError::from_retina("PLAY", e), run.is_some())),
+            Ok(Some(Ok(item))) => item,
+        };
+        let (stream_id, media, keyframe, new_params, data) = match item {
+            CodecItem::VideoFrame(f) => {
+                let new = f.has_new_parameters();
+                (
+                    f.stream_id(),
+                    f.timestamp(),
+                    f.is_random_access_point(),
+                    new,
+                    Bytes::from(f.into_data()),
+                )
+            }
+            CodecItem::AudioFrame(f) => (
+                f.stream_id(),
+                f.timestamp(),
+                true,
+                false,
+                Bytes::copy_from_slice(f.data()),
+            ),
+            _ => continue,
+        };
+        let Some(track) = chosen.iter().position(|c| c.stream == stream_id) else {
+            continue;
+        };
+        let host_now = Ticks90k::now();
+        let streams = demuxed.streams();
+        if run.is_none() {
+            // A run starts at a video keyframe once every chosen track has parameters: earlier
+            // frames cannot be decoded.
+            if chosen[track].codec == TrackCodec::Aac || !keyframe {
+                continue;
+            }
+            let Some(tracks) = chosen
+                .iter()
+                .map(|c| params_of(&streams[c.stream], c.codec))
+                .collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            let base_90k = to_90k(media.elapsed(), media.clock_rate());
+            run = Some(RunState {
+                base_90k,
+                map: WallClockMap::new(host_now),
+                tracks: tracks.clone(),
+            });
+            if tx.send(SourceItem::RunStarted { tracks }).await.is_err() {
+                return Ok(None);
+            }
+            backoff.reset();
+        }
+        let state = run.as_mut().expect("run started above");
+        let elapsed_90k = to_90k(media.elapsed(), media.clock_rate()) - state.base_90k;
+        if elapsed_90k < 0 {
+            continue; // audio captured before the run's first keyframe
+        }
+        let wall = match state.map.map(elapsed_90k, host_now) {
+            Ok(w) => w,
+            Err(jump) => {
+                tracing::warn!(subject = %cfg.subject, predicted = jump.predicted.0, host = jump.host.0, "clock jump; splitting the run");
+                return Ok(Some(RunEndReason::ClockJump));
+            }
+        };
+        let clock = i64::from(media.clock_rate().get());
+        let media_time = elapsed_90k * clock / TICKS_PER_SECOND;
+        let new_params = if new_params {
+            params_of(&streams[stream_id], chosen[track].codec)
+        } else {
+            None
+        };
+        if let Some(p) = &new_params {
+            state.tracks[track] = p.clone();
+        }
+        let frame = Frame {
+            track,
+            media_time,
+            wall,
+            keyframe,
+            data,
+            new_params,
+        };
+        if tx.send(SourceItem::Frame(frame)).await.is_err() {
+            return Ok(None);
+        }
+    }
+}
+
+struct RunState {
+    base_90k: i64,
+    map: WallClockMap,
+    tracks: Vec<TrackParams>,
+}
+
+fn to_90k(t: i64, clock: NonZeroU32) -> i64 {
+    let c = i64::from(clock.get());
+    if c == TICKS_PER_SECOND {
+        t
+    } else {
+        (i128::from(t) * i128::from(TICKS_PER_SECOND) / i128::from(c)) as i64
+    }
+}
+
+/// Picks the first H.264/H.265 video stream and, if wanted, the first AAC audio stream;
+/// reports every other media stream as unsupported.
+fn choose_tracks(
+    streams: &[retina::client::Stream],
+    cfg: &SourceConfig,
+    events: &EventBus,
+) -> Vec<Chosen> {
+    let mut chosen: Vec<Chosen> = Vec::new();
+    for (i, s) in streams.iter().enumerate() {
+        let enc = s.encoding_name().to_ascii_lowercase();
+        let codec = match (s.media(), enc.as_str()) {
+            ("video", "h264") => Some(TrackCodec::H264),
+            ("video", "h265") => Some(TrackCodec::H265),
+            ("audio", "mpeg4-generic") => Some(TrackCodec::Aac),
+            _ => None,
+        };
+        match codec {
+            Some(TrackCodec::Aac) if !cfg.audio => {}
+            Some(c)
+                if chosen
+                    .iter()
+                    .any(|x| (x.codec == TrackCodec::Aac) == (c == TrackCodec::Aac)) => {}
+            Some(c) => chosen.push(Chosen {
+                stream: i,
+                codec: c,
+            }),
+            None if s.media() == "video" || (s.media() == "audio" && cfg.audio) => {
+                events.emit(Event::new(
+                    format!("{DIAGNOSTICS}.MediaFormatError"),
+                    cfg.subject.clone(),
+                    json!({
+                        "code": "UnsupportedCodec",
+                        "errorMessage": format!("{} track {} ({}) is not recorded; supported: H.264, H.265, AAC", s.media(), i, s.encoding_name()),
+                    }),
+                ));
+            }
+            None => {}
+        }
+    }
+    chosen
+}
+
+fn params_of(stream: &retina::client::Stream, codec: TrackCodec) -> Option<TrackParams> {
+    match stream.parameters()? {
+        ParametersRef::Video(v) => {
+            let (width, height) = v.pixel_dimensions();
+            let codec = match v.codec_params() {
+                VideoParametersCodec::H264 { .. } => TrackCodec::H264,
+                VideoParametersCodec::H265 { .. } => TrackCodec::H265,
+                _ => return None,
+            };
+            Some(TrackParams {
+                codec,
+                clock_rate: stream.clock_rate_hz(),
+                width,
+                height,
+                sample_rate: 0,
+                channels: 0,
+                decoder_config: Bytes::copy_from_slice(v.extra_data()),
+                rfc6381: v.rfc6381_codec().to_owned(),
+            })
+        }
+        ParametersRef::Audio(a) if codec == TrackCodec::Aac => Some(TrackParams {
+            codec,
+            clock_rate: a.clock_rate(),
+            width: 0,
+            height: 0,
+            sample_rate: a.clock_rate(),
+            channels: u32::from(a.channels().get()),
+            decoder_config: Bytes::copy_from_slice(a.extra_data()),
+            rfc6381: a.rfc6381_codec().unwrap_or("mp4a.40.2").to_owned(),
+        }),
+        _ => None,
+    }
+}
+
+/// The URL without user info, for logs.
+pub fn redacted(url: &Url) -> Url {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter_and_resets() {
+        let cap = Duration::from_secs(30);
+        let mut b = Backoff::new(cap);
+        let first = b.next_delay();
+        assert!(first >= Duration::from_millis(375) && first <= Duration::from_millis(625));
+        let mut last = first;
+        for _ in 0..20 {
+            last = b.next_delay();
+            assert!(last <= cap);
+        }
+        assert!(
+            last >= Duration::from_millis(22_500),
+            "capped delay with jitter: {last:?}"
+        );
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(625));
+    }
+
+    #[test]
+    fn status_401_is_an_authentication_error_with_the_code() {
+        let e = SourceError::Status {
+            method: "DESCRIBE",
+            status: 401,
+            message: "Unauthorized".into(),
+        };
+        let (kind, body) = e.diagnostic();
+        assert_eq!(kind, "AuthenticationError");
+        assert_eq!(body["errorCode"], "401");
+    }
+
+    #[test]
+    fn redaction_drops_user_info() {
+        let u = Url::parse("rtsp://admin:hunter2@10.0.0.1:554/stream").unwrap();
+        assert_eq!(redacted(&u).as_str(), "rtsp://10.0.0.1:554/stream");
+    }
+}
