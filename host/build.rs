@@ -56,6 +56,8 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
+    // This script's stdout is read as cargo directives; the nested build's output is not one.
+    cmd.stdout(std::io::stderr());
     let status = cmd.status().expect("failed to run cargo for plugins/");
     if !status.success() {
         panic!(

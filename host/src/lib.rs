@@ -7,3 +7,4 @@ pub mod plugin;
 pub mod source;
 pub mod time;
 pub mod topology;
+pub mod upload;

@@ -247,6 +247,7 @@ fn check(file: &Path, out: &mut dyn Write) -> Result<(), PluginError> {
     {
         failures.push(e.body["detail"].as_str().unwrap_or_default().to_string());
     }
+    failures.dedup();
     if failures.is_empty() {
         writeln!(out, "{name}: OK").map_err(io)?;
         Ok(())

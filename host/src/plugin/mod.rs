@@ -332,3 +332,20 @@ impl Reporter {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record and cache rooms hold these in tokio tasks and share the host.
+    #[test]
+    fn plugin_handles_are_send() {
+        fn send<T: Send>() {}
+        send::<Segmenter>();
+        send::<Evictor>();
+        send::<Formatter>();
+        send::<PluginError>();
+        fn shared<T: Send + Sync>() {}
+        shared::<PluginHost>();
+    }
+}
