@@ -87,9 +87,17 @@ impl Azurite {
         Ok(())
     }
 
-    /// Kills the service (an outage as the uploader sees it); data stays on disk.
+    /// Stops the service (an outage as the uploader sees it). SIGTERM first so Azurite saves
+    /// its metadata (the cloud does not forget blobs in an outage), SIGKILL after 10 s.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

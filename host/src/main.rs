@@ -31,6 +31,9 @@ enum Command {
     /// List, check and benchmark WebAssembly plugins.
     #[command(subcommand)]
     Plugins(mediagraph::plugin::cli::PluginsCommand),
+    /// Inspect what an asset store holds.
+    #[command(subcommand)]
+    Assets(mediagraph::upload::cli::AssetsCommand),
 }
 
 #[tokio::main]
@@ -45,6 +48,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Camera(args) => mediagraph::camera::cli::run(args).await?,
         Command::Plugins(cmd) => mediagraph::plugin::cli::run(&cmd, &mut std::io::stdout().lock())?,
+        Command::Assets(cmd) => mediagraph::upload::cli::run(&cmd, &mut std::io::stdout()).await?,
         Command::Validate { args, dirs } => {
             let plugins = mediagraph::plugin::PluginHost::new(
                 Some(dirs.plugin_dir()),
