@@ -7,6 +7,7 @@
 //! marks them uploaded once the store has verifiably kept them.
 
 pub mod azure;
+pub mod cli;
 pub mod config;
 pub mod local;
 mod sas;

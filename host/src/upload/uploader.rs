@@ -37,6 +37,17 @@ pub struct SinkTarget {
     pub segment_length: Duration,
 }
 
+impl SinkTarget {
+    /// The target of an asset sink of a resolved graph instance.
+    pub fn for_sink(instance: &str, sink: &crate::topology::AssetSinkSpec) -> Self {
+        Self {
+            subject: format!("/graphInstances/{instance}/sinks/{}", sink.node),
+            asset: sink.asset_name.as_str().to_owned(),
+            segment_length: Duration::from_secs(sink.segment_length.as_secs()),
+        }
+    }
+}
+
 /// Timing of the uploader: explicit and configurable.
 #[derive(Clone, Debug)]
 pub struct UploaderPolicy {
@@ -589,6 +600,33 @@ mod tests {
             stopped.body,
             json!({ "outputType": "assetName", "outputLocation": "asset-1" })
         );
+    }
+
+    #[test]
+    fn the_target_of_a_resolved_asset_sink() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/cvr-asset");
+        let topology = std::fs::read_to_string(root.join("topology.json")).unwrap();
+        let instance = std::fs::read_to_string(root.join("instance.json")).unwrap();
+        let overrides = [("segmentLength".to_owned(), "PT1M".to_owned())];
+        let graph = crate::topology::resolve(
+            &topology,
+            Some(&instance),
+            &overrides,
+            &crate::topology::DefaultPluginNames,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let sink = &graph.asset_sinks[0];
+        let target = SinkTarget::for_sink(&graph.instance_name, sink);
+        assert_eq!(
+            target.subject,
+            format!(
+                "/graphInstances/{}/sinks/{}",
+                graph.instance_name, sink.node
+            )
+        );
+        assert_eq!(target.asset, sink.asset_name.as_str());
+        assert_eq!(target.segment_length, Duration::from_secs(60));
     }
 
     #[tokio::test]
