@@ -382,3 +382,51 @@ fn bad_input_gives_diagnostics_retries_and_leaves_no_files() {
         assert_eq!(names, vec!["gaps.log", "uploaded.log"], "leaked files");
     }
 }
+
+#[test]
+fn records_h265_video_with_aac_audio_when_the_sink_selects_audio() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &["--codec", "h265", "--audio"]);
+    let url = format!("rtsp://127.0.0.1:{port}/cam1");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    // No outputSelectors: the sink takes audio and video.
+    let mut t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&topology).unwrap()).unwrap();
+    t["properties"]["sinks"][0]["inputs"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("outputSelectors");
+    std::fs::write(&topology, t.to_string()).unwrap();
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    std::thread::sleep(Duration::from_secs(8));
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let segs = sealed(&cache_dir(&data, 1));
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    check_segments(&segs, 30.0, GOP, FRAME);
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&segs[0].path)
+        .output()
+        .unwrap();
+    let codecs = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        codecs.split_whitespace().collect::<Vec<_>>(),
+        ["hevc", "aac"],
+        "{codecs}"
+    );
+    assert!(
+        segs[0].path.to_string_lossy().contains("hvc1")
+            && segs[0].path.to_string_lossy().contains("mp4a.40.2")
+    );
+}
