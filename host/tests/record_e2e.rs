@@ -430,3 +430,35 @@ fn records_h265_video_with_aac_audio_when_the_sink_selects_audio() {
             && segs[0].path.to_string_lossy().contains("mp4a.40.2")
     );
 }
+
+#[test]
+fn a_camera_that_stops_sending_is_detected_as_stalled_and_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &[]);
+    // PLAY succeeds, then no media ever arrives.
+    let url = format!("rtsp://127.0.0.1:{port}/fault/stall");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("MediaSessionEstablished", STARTUP);
+    let established = Instant::now();
+    rec.wait_event("\"errorCode\":\"Timeout\"", Duration::from_secs(20));
+    let detected = established.elapsed();
+    // Detected after the 10 s stall timeout, then retried: a second session comes up.
+    assert!(
+        detected >= Duration::from_secs(9),
+        "stall reported after {detected:?}"
+    );
+    wait_until(
+        "a new session after the stall",
+        Duration::from_secs(10),
+        || rec.log().matches("MediaSessionEstablished").count() >= 2,
+    );
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        files(&cache_dir(&data, 1)),
+        vec!["gaps.log", "uploaded.log"]
+    );
+}

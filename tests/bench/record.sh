@@ -17,7 +17,7 @@ COUNTS=("$@")
 [ ${#COUNTS[@]} -eq 0 ] && COUNTS=(1 8 32 100)
 
 cargo build --release -p mediagraph >&2
-BIN=$PWD/target/release/mediagraph
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mediagraph
 TOPOLOGY=$PWD/topologies/cvr-asset/topology.json
 WORK=$(mktemp -d)
 PIDS=()
