@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Serve the built-in RTSP test camera (a looping clip on /cam1 … /camN).
     Camera(mediagraph::camera::cli::CameraArgs),
+    /// Record one graph instance in the foreground until Ctrl-C or SIGTERM.
+    Run(mediagraph::graph::cli::RunArgs),
     /// Check a topology (and optional instance) and print what would be recorded.
     Validate {
         #[command(flatten)]
@@ -48,6 +50,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Camera(args) => mediagraph::camera::cli::run(args).await?,
         Command::Plugins(cmd) => mediagraph::plugin::cli::run(&cmd, &mut std::io::stdout().lock())?,
+        Command::Run(args) => return Ok(mediagraph::graph::cli::run(&args).await?),
         Command::Assets(cmd) => mediagraph::upload::cli::run(&cmd, &mut std::io::stdout()).await?,
         Command::Validate { args, dirs } => {
             let plugins = mediagraph::plugin::PluginHost::new(
