@@ -234,6 +234,35 @@ async fn retina_sees_every_frame_with_continuous_timestamps() {
             "GOP of 25 frames"
         );
     }
+    // Sender reports map the stream's RTP time to wall clock, consistently with the frames.
+    let mut last_video = None;
+    let mut reports = 0;
+    for item in &items {
+        match item {
+            CodecItem::VideoFrame(f) => last_video = Some(f.timestamp().timestamp()),
+            CodecItem::Rtcp(r) if r.stream_id() == 0 => {
+                let sr = r
+                    .pkts()
+                    .find_map(|p| p.as_sender_report().ok().flatten())
+                    .expect("a sender report");
+                let ntp_unix_secs = (sr.ntp_timestamp().0 >> 32) as i64 - 2_208_988_800;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64;
+                assert!((now - ntp_unix_secs).abs() < 30, "SR wall clock is now");
+                let sr_ts = r.rtp_timestamp().expect("SR RTP time").timestamp();
+                let frame_ts = last_video.expect("SR after the first frame");
+                assert!(
+                    (sr_ts - frame_ts).abs() < 2 * 3600,
+                    "SR at {sr_ts}, frame at {frame_ts}"
+                );
+                reports += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(reports >= 2, "{reports} video sender reports in 8 s");
     assert!(audio.len() > 300, "{} audio frames", audio.len());
     for w in audio.windows(2) {
         assert_eq!(
