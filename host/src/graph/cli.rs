@@ -20,9 +20,10 @@ const EXIT_INVALID: u8 = 2;
 pub struct RunArgs {
     /// Topology JSON file (LVA @apiVersion 1.0 or 2.0).
     pub topology: PathBuf,
-    /// Graph instance JSON file giving the parameter values.
-    #[arg(long)]
-    pub instance: Option<PathBuf>,
+    /// Graph instance JSON file giving the parameter values; repeat it to record several
+    /// instances (cameras) of the topology in this one process.
+    #[arg(long = "instance")]
+    pub instances: Vec<PathBuf>,
     /// Parameter value, applied over the instance's; may be repeated.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
@@ -68,32 +69,37 @@ fn read(path: &Path) -> Result<String, RunError> {
 
 pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
     let topology_json = read(&args.topology)?;
-    let instance_json = args.instance.as_deref().map(read).transpose()?;
     let events = EventBus::new();
     let plugins = PluginHost::new(
         args.data_dir.as_ref().map(|d| d.join("plugins")),
         events.clone(),
     )?;
-    let graph = match topology::resolve(
-        &topology_json,
-        instance_json.as_deref(),
-        &args.params,
-        &plugins,
-        SystemTime::now(),
-    ) {
-        Ok(g) => g,
-        Err(body) => {
-            for d in body.details() {
-                eprintln!("{d}");
-            }
-            eprintln!(
-                "invalid: {} error(s) in {}",
-                body.details().len(),
-                args.topology.display()
-            );
-            return Ok(ExitCode::from(EXIT_INVALID));
-        }
+    let instance_files: Vec<Option<&PathBuf>> = if args.instances.is_empty() {
+        vec![None]
+    } else {
+        args.instances.iter().map(Some).collect()
     };
+    let mut graphs = Vec::new();
+    for file in instance_files {
+        let instance_json = file.map(|f| read(f)).transpose()?;
+        match topology::resolve(
+            &topology_json,
+            instance_json.as_deref(),
+            &args.params,
+            &plugins,
+            SystemTime::now(),
+        ) {
+            Ok(g) => graphs.push(g),
+            Err(body) => {
+                for d in body.details() {
+                    eprintln!("{d}");
+                }
+                let what = file.map_or(args.topology.display(), |f| f.display());
+                eprintln!("invalid: {} error(s) in {what}", body.details().len());
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+        }
+    }
     let default_store = args.data_dir.as_ref().map_or_else(
         || PathBuf::from(crate::upload::config::DEFAULT_LOCAL_STORE),
         |d| d.join("assets"),
@@ -112,13 +118,18 @@ pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
         signals.recv().await;
         std::process::exit(130);
     });
-    tracing::info!(
-        topology = %graph.topology_name,
-        instance = %graph.instance_name,
-        sinks = graph.asset_sinks.len(),
-        "recording"
-    );
-    super::run(&graph, &plugins, &events, &options, stop_rx).await?;
+    let runs = graphs.iter().map(|graph| {
+        tracing::info!(
+            topology = %graph.topology_name,
+            instance = %graph.instance_name,
+            sinks = graph.asset_sinks.len(),
+            "recording"
+        );
+        super::run(graph, &plugins, &events, &options, stop_rx.clone())
+    });
+    for result in futures::future::join_all(runs).await {
+        result?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -137,7 +137,7 @@ pub async fn run(
             recovery.crashed,
         );
         cameras.push(Camera {
-            label: format!("{}→{}", spec.node, sink.node),
+            label: format!("{}: {}→{}", graph.instance_name, spec.node, sink.node),
             stats: recorder.stats(),
             cache: cache.clone(),
         });
