@@ -216,8 +216,9 @@ async fn retina_sees_every_frame_with_continuous_timestamps() {
             _ => None,
         })
         .collect();
-    // The session starts at a keyframe, up to 1 s after PLAY; the clip loops after 6 s.
-    assert!(video.len() >= 175, "{} video frames in 8 s", video.len());
+    // The session starts at a keyframe, up to 1 s after PLAY; the clip loops after 6 s. The
+    // bounds are loose on purpose: this checks content, not speed, on a loaded machine.
+    assert!(video.len() >= 150, "{} video frames in 8 s", video.len());
     assert!(
         video[0].is_random_access_point(),
         "first frame is a keyframe"
@@ -263,7 +264,7 @@ async fn retina_sees_every_frame_with_continuous_timestamps() {
         }
     }
     assert!(reports >= 2, "{reports} video sender reports in 8 s");
-    assert!(audio.len() > 300, "{} audio frames", audio.len());
+    assert!(audio.len() > 250, "{} audio frames", audio.len());
     for w in audio.windows(2) {
         assert_eq!(
             w[1].timestamp().timestamp() - w[0].timestamp().timestamp(),

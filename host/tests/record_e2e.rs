@@ -12,6 +12,8 @@ const FRAME: f64 = 0.04; // 25 fps
 const GOP: f64 = 1.0;
 /// Bound on start-up to the first recorded fragment (plugin compilation in debug builds).
 const STARTUP: Duration = Duration::from_secs(120);
+/// An Azure container URL nothing listens on: uploads fail, recording goes on.
+const UNREACHABLE_STORE: &str = "http://127.0.0.1:1/devstoreaccount1/assets?sv=2022-11-02&sig=x";
 
 #[test]
 fn records_the_gstreamer_peer_into_30s_segments() {
@@ -245,7 +247,18 @@ fn small_budget_is_never_exceeded_and_evicts_oldest_first() {
     let topology = write_topology(tmp.path(), &[&url], budget_mib, "PT30S");
     let data = tmp.path().join("data");
     let dir = cache_dir(&data, 1);
-    let rec = recorder(&topology, &data, &[]);
+    // The asset store is unreachable (an outage), so evicted segments were never uploaded.
+    let rec = recorder_with(
+        &topology,
+        &data,
+        &[],
+        &[
+            "--asset-store",
+            UNREACHABLE_STORE,
+            "--upload-flush-timeout-secs",
+            "2",
+        ],
+    );
     let limit = budget_mib * 1024 * 1024;
     let started = Instant::now();
     let mut peak = 0u64;

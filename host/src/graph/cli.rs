@@ -34,6 +34,8 @@ pub struct RunArgs {
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 10)]
     pub progress_secs: u64,
+    #[command(flatten)]
+    pub store: crate::upload::config::StoreArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,8 @@ pub enum RunError {
     Plugins(#[from] PluginError),
     #[error(transparent)]
     Graph(#[from] GraphError),
+    #[error(transparent)]
+    Upload(#[from] crate::upload::UploadError),
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -96,9 +100,14 @@ pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
             }
         }
     }
+    let default_store = args.data_dir.as_ref().map_or_else(
+        || PathBuf::from(crate::upload::config::DEFAULT_LOCAL_STORE),
+        |d| d.join("assets"),
+    );
     let options = RunOptions {
         data_dir: args.data_dir.clone(),
         progress_every: Duration::from_secs(args.progress_secs.max(1)),
+        upload: args.store.setup(&default_store)?,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut signals = StopSignals::new();

@@ -23,6 +23,7 @@ use crate::plugin::{PluginError, PluginHost};
 use crate::record::{Plugins, Recorder, RecorderStats};
 use crate::source::{self, SourceConfig, SourceCredentials, SourceItem};
 use crate::topology::{MediaSelection, ResolvedGraph};
+use crate::upload::uploader::{SinkTarget, UploadSetup, Uploader};
 
 /// Frames in flight between one camera's session and its recorder. Bounded so a slow disk
 /// slows the session (TCP back pressure) instead of growing memory.
@@ -50,6 +51,8 @@ pub struct RunOptions {
     /// of LVA's applicationDataDirectory); `None` uses them as they are.
     pub data_dir: Option<PathBuf>,
     pub progress_every: Duration,
+    /// Where and how every sink's uploader sends sealed segments.
+    pub upload: UploadSetup,
 }
 
 /// One camera → sink pipeline, as it is running.
@@ -75,6 +78,7 @@ pub async fn run(
     }
     let mut tasks = Vec::new();
     let mut cameras = Vec::new();
+    let mut uploaders = Vec::new();
     for sink in &graph.asset_sinks {
         let spec = graph
             .sources
@@ -101,6 +105,13 @@ pub async fn run(
             tracing::warn!(sink = %sink.node, ?recovery, "the previous run did not stop cleanly; cache reconciled");
         }
         let cache = Arc::new(cache);
+        uploaders.push(Uploader::spawn(
+            SinkTarget::for_sink(&graph.instance_name, sink),
+            options.upload.policy.clone(),
+            options.upload.store.clone(),
+            cache.clone(),
+            events.clone(),
+        ));
         let plugin_err = |source| GraphError::Plugin {
             sink: sink.node.clone(),
             source,
@@ -161,6 +172,23 @@ pub async fn run(
         }
     }
     progress.abort();
+    // Every open segment is sealed now: flush the upload backlogs (bounded wait).
+    for uploader in uploaders {
+        let report = uploader.stop().await;
+        let b = &report.status.backlog;
+        if report.drained {
+            tracing::info!(
+                uploaded = report.status.uploaded_segments,
+                "upload backlog flushed"
+            );
+        } else {
+            tracing::warn!(
+                left_segments = b.segments,
+                left_bytes = b.bytes,
+                "upload backlog not drained; it stays cached for the next start"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! retry policies. Secrets (account keys, SAS tokens) never appear in `Debug` output or errors.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -260,7 +260,8 @@ fn validate_container(name: &str) -> Result<(), UploadError> {
 /// The asset-store flags of `mediagraph run` (and any command that uploads).
 #[derive(clap::Args, Clone)]
 pub struct StoreArgs {
-    /// Asset store: `file:///abs/dir` (default: ./mediagraph-assets) or an Azure container URL
+    /// Asset store: `file:///abs/dir` (default: DATA_DIR/assets for `run --data-dir`, else
+    /// ./mediagraph-assets) or an Azure container URL
     /// with a SAS query (`https://ACCOUNT.blob.core.windows.net/CONTAINER?sv=...`).
     #[arg(long, value_name = "URL")]
     pub asset_store: Option<String>,
@@ -291,6 +292,33 @@ pub struct StoreArgs {
     pub upload_flush_timeout_secs: u64,
 }
 
+impl fmt::Debug for StoreArgs {
+    /// Redacted: a connection string holds a key and a store URL may hold a SAS.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self
+            .asset_store
+            .as_deref()
+            .map(|u| u.split('?').next().unwrap_or(u));
+        f.debug_struct("StoreArgs")
+            .field("asset_store", &url)
+            .field(
+                "azure_connection_string",
+                &self.azure_connection_string.as_ref().map(|_| "***"),
+            )
+            .field("azure_container", &self.azure_container)
+            .field("azure_create_container", &self.azure_create_container)
+            .field("upload_block_mib", &self.upload_block_mib)
+            .field(
+                "upload_request_timeout_secs",
+                &self.upload_request_timeout_secs,
+            )
+            .field("upload_request_retries", &self.upload_request_retries)
+            .field("upload_backoff_max_secs", &self.upload_backoff_max_secs)
+            .field("upload_flush_timeout_secs", &self.upload_flush_timeout_secs)
+            .finish()
+    }
+}
+
 impl Default for StoreArgs {
     /// The same values as the flags' defaults.
     fn default() -> Self {
@@ -312,6 +340,11 @@ impl StoreArgs {
     /// Validates the flags into a store spec (the env var stands in for a missing
     /// `--azure-connection-string`).
     pub fn spec(&self) -> Result<StoreSpec, UploadError> {
+        self.spec_or(Path::new(DEFAULT_LOCAL_STORE))
+    }
+
+    /// Like [`StoreArgs::spec`], with the local directory used when nothing is configured.
+    pub fn spec_or(&self, default_local: &Path) -> Result<StoreSpec, UploadError> {
         let from_env = std::env::var(CONNECTION_STRING_ENV)
             .ok()
             .filter(|s| !s.trim().is_empty());
@@ -325,7 +358,7 @@ impl StoreArgs {
                 parse_connection_string(&cs, &self.azure_container, self.azure_create_container)
                     .map(StoreSpec::Azure)
             }
-            (None, None, None) => Ok(StoreSpec::Local(PathBuf::from(DEFAULT_LOCAL_STORE))),
+            (None, None, None) => Ok(StoreSpec::Local(default_local.to_owned())),
         }
     }
 
@@ -361,6 +394,15 @@ impl StoreArgs {
     pub fn open(&self) -> Result<Arc<dyn AssetStore>, UploadError> {
         open_store(self.spec()?, self.transfer_policy()?)
     }
+
+    /// The store and uploader timing for `mediagraph run`; `default_local` is used when no
+    /// store is configured.
+    pub fn setup(&self, default_local: &Path) -> Result<super::uploader::UploadSetup, UploadError> {
+        Ok(super::uploader::UploadSetup {
+            store: open_store(self.spec_or(default_local)?, self.transfer_policy()?)?,
+            policy: self.uploader_policy(),
+        })
+    }
 }
 
 /// Builds a store from a validated spec.
@@ -377,7 +419,6 @@ pub fn open_store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn default_flags_match_the_clap_defaults() {

@@ -27,6 +27,22 @@ const STORAGE_ERROR: &str = "Microsoft.Media.Graph.Diagnostics.StorageError";
 const CATCH_UP: &str = "Mediagraph.Diagnostics.UploadCatchUp";
 const CAUGHT_UP: &str = "Mediagraph.Diagnostics.UploadCaughtUp";
 
+/// The store and timing every uploader of a process uses.
+#[derive(Clone)]
+pub struct UploadSetup {
+    pub store: Arc<dyn AssetStore>,
+    pub policy: UploaderPolicy,
+}
+
+impl std::fmt::Debug for UploadSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadSetup")
+            .field("store", &self.store.location())
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
 /// Which sink this uploader serves.
 #[derive(Clone, Debug)]
 pub struct SinkTarget {
@@ -132,7 +148,7 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    /// Starts uploading for one sink; emits `RecordingStarted` right away.
+    /// Starts uploading for one sink.
     pub fn spawn(
         target: SinkTarget,
         policy: UploaderPolicy,
@@ -163,8 +179,8 @@ impl Uploader {
             .clone()
     }
 
-    /// Flushes the backlog (bounded by the policy's flush timeout), emits `RecordingStopped`.
-    /// Call after the recorder sealed its open segment.
+    /// Flushes the backlog (bounded by the policy's flush timeout). Call after the recorder
+    /// sealed its open segment.
     pub async fn stop(self) -> StopReport {
         let _ = self.stop.send(true);
         match self.task.await {
@@ -206,7 +222,6 @@ enum Attempt {
 
 impl Worker {
     async fn run(mut self) -> StopReport {
-        self.emit_operational("RecordingStarted");
         let mut failures = 0u32;
         let mut last_upload: Option<(Instant, Ticks90k)> = None;
         let mut catch_up: Option<(Instant, u64)> = None;
@@ -308,7 +323,6 @@ impl Worker {
             }
         };
         self.pending();
-        self.emit_operational("RecordingStopped");
         StopReport {
             status: self.status_snapshot(),
             drained,
@@ -566,8 +580,12 @@ mod tests {
         assert_eq!(listed.len(), 4);
 
         let kinds = types(&events);
-        assert_eq!(kinds.first().map(String::as_str), Some("RecordingStarted"));
-        assert_eq!(kinds.last().map(String::as_str), Some("RecordingStopped"));
+        assert!(
+            !kinds
+                .iter()
+                .any(|k| k == "RecordingStarted" || k == "RecordingStopped"),
+            "the recorder owns those"
+        );
         let pos = |k: &str| {
             kinds
                 .iter()
@@ -595,9 +613,13 @@ mod tests {
             .find(|e| e.event_type.ends_with("StorageError"))
             .unwrap();
         assert_eq!(error.body["errorCode"], "LocalStoreIo");
-        let stopped = events.recent().into_iter().last().unwrap();
+        let available = events
+            .recent()
+            .into_iter()
+            .find(|e| e.event_type.ends_with("RecordingAvailable"))
+            .unwrap();
         assert_eq!(
-            stopped.body,
+            available.body,
             json!({ "outputType": "assetName", "outputLocation": "asset-1" })
         );
     }

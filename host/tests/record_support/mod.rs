@@ -297,6 +297,11 @@ pub fn write_topology(dir: &Path, urls: &[&str], cache_mib: u64, segment: &str) 
 
 /// `mediagraph run` with progress lines every second.
 pub fn recorder(topology: &Path, data_dir: &Path, params: &[&str]) -> Proc {
+    recorder_with(topology, data_dir, params, &[])
+}
+
+/// Like [`recorder`], with extra command-line arguments (e.g. the asset store).
+pub fn recorder_with(topology: &Path, data_dir: &Path, params: &[&str], extra: &[&str]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagraph"));
     cmd.arg("run")
         .arg(topology)
@@ -306,6 +311,7 @@ pub fn recorder(topology: &Path, data_dir: &Path, params: &[&str]) -> Proc {
     for p in params {
         cmd.args(["--param", p]);
     }
+    cmd.args(extra);
     cmd.env("RUST_LOG", "info");
     Proc::spawn(cmd)
 }
