@@ -3,7 +3,10 @@
 pub mod cache;
 pub mod camera;
 pub mod events;
+pub mod graph;
 pub mod plugin;
+pub mod record;
 pub mod source;
 pub mod time;
 pub mod topology;
+pub mod upload;

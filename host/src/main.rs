@@ -20,11 +20,22 @@ struct Cli {
 enum Command {
     /// Serve the built-in RTSP test camera (a looping clip on /cam1 … /camN).
     Camera(mediagraph::camera::cli::CameraArgs),
+    /// Record one graph instance in the foreground until Ctrl-C or SIGTERM.
+    Run(mediagraph::graph::cli::RunArgs),
     /// Check a topology (and optional instance) and print what would be recorded.
-    Validate(topology::cli::ValidateArgs),
+    Validate {
+        #[command(flatten)]
+        args: topology::cli::ValidateArgs,
+        /// Where plugins named by the topology are looked up (besides the embedded ones).
+        #[command(flatten)]
+        dirs: mediagraph::plugin::cli::PluginDirs,
+    },
     /// List, check and benchmark WebAssembly plugins.
     #[command(subcommand)]
     Plugins(mediagraph::plugin::cli::PluginsCommand),
+    /// Inspect what an asset store holds.
+    #[command(subcommand)]
+    Assets(mediagraph::upload::cli::AssetsCommand),
 }
 
 #[tokio::main]
@@ -39,11 +50,14 @@ async fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Camera(args) => mediagraph::camera::cli::run(args).await?,
         Command::Plugins(cmd) => mediagraph::plugin::cli::run(&cmd, &mut std::io::stdout().lock())?,
-        Command::Validate(args) => {
-            return Ok(topology::cli::run_validate(
-                &args,
-                &topology::DefaultPluginNames,
-            )?);
+        Command::Run(args) => return Ok(mediagraph::graph::cli::run(&args).await?),
+        Command::Assets(cmd) => mediagraph::upload::cli::run(&cmd, &mut std::io::stdout()).await?,
+        Command::Validate { args, dirs } => {
+            let plugins = mediagraph::plugin::PluginHost::new(
+                Some(dirs.plugin_dir()),
+                mediagraph::events::EventBus::new(),
+            )?;
+            return Ok(topology::cli::run_validate(&args, &plugins)?);
         }
     }
     Ok(ExitCode::SUCCESS)

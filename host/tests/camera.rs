@@ -216,8 +216,9 @@ async fn retina_sees_every_frame_with_continuous_timestamps() {
             _ => None,
         })
         .collect();
-    // The session starts at a keyframe, up to 1 s after PLAY; the clip loops after 6 s.
-    assert!(video.len() >= 175, "{} video frames in 8 s", video.len());
+    // The session starts at a keyframe, up to 1 s after PLAY; the clip loops after 6 s. The
+    // bounds are loose on purpose: this checks content, not speed, on a loaded machine.
+    assert!(video.len() >= 150, "{} video frames in 8 s", video.len());
     assert!(
         video[0].is_random_access_point(),
         "first frame is a keyframe"
@@ -234,7 +235,36 @@ async fn retina_sees_every_frame_with_continuous_timestamps() {
             "GOP of 25 frames"
         );
     }
-    assert!(audio.len() > 300, "{} audio frames", audio.len());
+    // Sender reports map the stream's RTP time to wall clock, consistently with the frames.
+    let mut last_video = None;
+    let mut reports = 0;
+    for item in &items {
+        match item {
+            CodecItem::VideoFrame(f) => last_video = Some(f.timestamp().timestamp()),
+            CodecItem::Rtcp(r) if r.stream_id() == 0 => {
+                let sr = r
+                    .pkts()
+                    .find_map(|p| p.as_sender_report().ok().flatten())
+                    .expect("a sender report");
+                let ntp_unix_secs = (sr.ntp_timestamp().0 >> 32) as i64 - 2_208_988_800;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64;
+                assert!((now - ntp_unix_secs).abs() < 30, "SR wall clock is now");
+                let sr_ts = r.rtp_timestamp().expect("SR RTP time").timestamp();
+                let frame_ts = last_video.expect("SR after the first frame");
+                assert!(
+                    (sr_ts - frame_ts).abs() < 2 * 3600,
+                    "SR at {sr_ts}, frame at {frame_ts}"
+                );
+                reports += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(reports >= 2, "{reports} video sender reports in 8 s");
+    assert!(audio.len() > 250, "{} audio frames", audio.len());
     for w in audio.windows(2) {
         assert_eq!(
             w[1].timestamp().timestamp() - w[0].timestamp().timestamp(),

@@ -232,3 +232,60 @@ fn every_shipped_topology_validates_with_its_instance() {
     }
     assert!(checked >= 3, "only {checked} topologies shipped");
 }
+
+#[test]
+fn plugin_names_are_checked_against_the_plugin_directory() {
+    let (t, i) = (
+        repo("topologies/cvr-local/topology.json"),
+        repo("topologies/cvr-local/instance.json"),
+    );
+    let (t, i) = (t.to_str().unwrap(), i.to_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    // An installed plugin: a copy of the embedded evict-oldest component under another name.
+    std::fs::copy(
+        concat!(env!("OUT_DIR"), "/evict_oldest.wasm"),
+        dir.path().join("my-evictor.wasm"),
+    )
+    .unwrap();
+    let plugin_dir = dir.path().to_str().unwrap();
+
+    let (code, out, err) = validate(&[
+        t,
+        "--instance",
+        i,
+        "--param",
+        "evictor=my-evictor",
+        "--plugin-dir",
+        plugin_dir,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("plugins: segmenter segmenter-gop, evictor my-evictor, formatter format-cmaf"),
+        "{out}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, err) = validate(&[
+        t,
+        "--instance",
+        i,
+        "--param",
+        "evictor=my-evictor",
+        "--plugin-dir",
+        empty.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("$.properties.sinks[0].plugins.evictor: PluginUnknown: no evictor plugin named 'my-evictor'"), "{err}");
+
+    let (code, _, err) = validate(&[
+        t,
+        "--instance",
+        i,
+        "--param",
+        "evictor=format-cmaf",
+        "--plugin-dir",
+        plugin_dir,
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("$.properties.sinks[0].plugins.evictor: PluginKindMismatch: plugin 'format-cmaf' is of kind formatter"), "{err}");
+}

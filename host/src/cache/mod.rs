@@ -162,6 +162,10 @@ pub struct Cache {
     state: Mutex<State>,
 }
 
+/// Room kept for the journal and the logs, so the directory as a whole stays within the budget:
+/// 1/64 of the budget, at most 64 KiB.
+const BOOKKEEPING_BYTES: u64 = 64 * 1024;
+
 const UPLOADED_LOG: &str = "uploaded.log";
 const GAPS_LOG: &str = "gaps.log";
 const RUNNING: &str = "running";
@@ -275,6 +279,11 @@ impl Cache {
 
     pub fn limit_bytes(&self) -> u64 {
         self.limit
+    }
+
+    /// The part of the budget segment files may use.
+    fn media_limit(&self) -> u64 {
+        self.limit - (self.limit / 64).min(BOOKKEEPING_BYTES)
     }
 
     /// Bytes held now, the open segment included.
@@ -421,20 +430,20 @@ impl Cache {
         let mut evicted = Vec::new();
         loop {
             let used = st.used();
-            if used + incoming <= self.limit {
+            if used + incoming <= self.media_limit() {
                 return Ok(evicted);
             }
             if st.sealed.is_empty() {
                 let open = st.open.as_ref().map_or(0, |o| o.bytes);
                 return Err(CacheError::NoRoom {
                     incoming,
-                    limit: self.limit,
+                    limit: self.media_limit(),
                     open,
                 });
             }
             let entries: Vec<SegmentMeta> = st.sealed.values().cloned().collect();
             let budget = Budget {
-                limit_bytes: self.limit,
+                limit_bytes: self.media_limit(),
                 used_bytes: used,
                 incoming_bytes: incoming,
             };

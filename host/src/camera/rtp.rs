@@ -1,6 +1,9 @@
 //! RTP packetization of one track into RTSP interleaved frames (`$`, channel, length, packet):
 //! H.264 single NAL unit + FU-A (RFC 6184), H.265 single + FU (RFC 7798), AAC-hbr with one
 //! AU per packet (RFC 3640). The marker bit is set on the last packet of each access unit.
+//! RTCP sender reports (RFC 3550) go on the odd channel next to the track's.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
 
@@ -9,6 +12,9 @@ use super::clip::AccessUnit;
 /// Largest RTP payload we emit; like a camera on Ethernet, packets stay under a 1500-byte MTU.
 const MAX_PAYLOAD: usize = 1400;
 const RTP_HEADER_LEN: usize = 12;
+/// Seconds between 1900-01-01 (NTP epoch) and 1970-01-01.
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+const CNAME: &[u8] = b"mediagraph-test-camera";
 
 /// Per-session, per-track RTP state. Sequence numbers continue for the life of the session.
 #[derive(Debug)]
@@ -17,9 +23,50 @@ pub struct RtpTrack {
     pub payload_type: u8,
     pub ssrc: u32,
     pub seq: u16,
+    packets: u32,
+    octets: u32,
 }
 
 impl RtpTrack {
+    pub fn new(channel: u8, payload_type: u8) -> Self {
+        Self {
+            channel,
+            payload_type,
+            ssrc: rand::random(),
+            // Clients treat 0 and 1 as "unset" sequence numbers; avoid them.
+            seq: rand::random_range(2..=u16::MAX),
+            packets: 0,
+            octets: 0,
+        }
+    }
+
+    /// Appends an RTCP compound packet (SR + SDES CNAME) mapping `rtp_ts` to wall clock `now`.
+    pub fn sender_report(&self, out: &mut BytesMut, rtp_ts: u32, now: SystemTime) {
+        let since_1970 = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let ntp_secs = since_1970.as_secs() + NTP_UNIX_OFFSET;
+        let ntp_frac = (u64::from(since_1970.subsec_nanos()) << 32) / 1_000_000_000;
+        // SDES chunk: SSRC, CNAME item, end item, padded to a 32-bit boundary.
+        let sdes_len = (4 + 2 + CNAME.len() + 1).div_ceil(4) * 4;
+        let total = 28 + 4 + sdes_len;
+        out.reserve(4 + total);
+        out.put_u8(b'$');
+        out.put_u8(self.channel.wrapping_add(1));
+        out.put_u16(total as u16);
+        out.put_slice(&[0x80, 200, 0, 6]);
+        out.put_u32(self.ssrc);
+        out.put_u32(ntp_secs as u32);
+        out.put_u32(ntp_frac as u32);
+        out.put_u32(rtp_ts);
+        out.put_u32(self.packets);
+        out.put_u32(self.octets);
+        out.put_slice(&[0x81, 202]);
+        out.put_u16(((4 + sdes_len) / 4 - 1) as u16);
+        out.put_u32(self.ssrc);
+        out.put_slice(&[1, CNAME.len() as u8]);
+        out.put_slice(CNAME);
+        out.put_bytes(0, sdes_len - 4 - 2 - CNAME.len());
+    }
+
     fn packet(&mut self, out: &mut BytesMut, marker: bool, ts: u32, payload: &[&[u8]]) {
         let len: usize = payload.iter().map(|p| p.len()).sum::<usize>() + RTP_HEADER_LEN;
         out.reserve(4 + len);
@@ -36,6 +83,8 @@ impl RtpTrack {
             out.put_slice(p);
         }
         self.seq = self.seq.wrapping_add(1);
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add((len - RTP_HEADER_LEN) as u32);
     }
 
     /// Appends the packets of one H.264 access unit.
@@ -98,10 +147,8 @@ mod tests {
 
     fn track() -> RtpTrack {
         RtpTrack {
-            channel: 2,
-            payload_type: 96,
-            ssrc: 0x1234_5678,
             seq: 65535,
+            ..RtpTrack::new(2, 96)
         }
     }
 
@@ -172,6 +219,26 @@ mod tests {
         assert_eq!(&p[0].2[..3], &[49 << 1, 0x01, 0x80 | 19]);
         assert_eq!(&p[1].2[..3], &[49 << 1, 0x01, 0x40 | 19]);
         assert!(p[1].0 && !p[0].0);
+    }
+
+    #[test]
+    fn sender_report_counts_what_was_sent() {
+        let mut t = track();
+        let mut buf = BytesMut::new();
+        t.aac(&mut buf, &[9; 300], 0);
+        buf.clear();
+        t.sender_report(&mut buf, 77, UNIX_EPOCH + Duration::from_millis(1500));
+        assert_eq!(buf[0..2], [b'$', 3]);
+        let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+        assert_eq!(buf.len(), 4 + len);
+        assert_eq!(len % 4, 0);
+        let sr = &buf[4..];
+        assert_eq!(sr[1], 200);
+        let word = |i: usize| u32::from_be_bytes(sr[i..i + 4].try_into().unwrap());
+        assert_eq!(word(8), 2_208_988_801);
+        assert_eq!(word(12), 1 << 31, "half a second");
+        assert_eq!((word(16), word(20), word(24)), (77, 1, 304));
+        assert_eq!(sr[29], 202);
     }
 
     #[test]

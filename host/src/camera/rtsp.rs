@@ -7,12 +7,14 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 
 use super::rtp::RtpTrack;
 use super::stream::{Stream, Tick, Track};
@@ -23,6 +25,8 @@ const MAX_REQUEST: usize = 64 * 1024;
 const SESSION_TIMEOUT_SECS: u32 = 60;
 const VIDEO_PT: u8 = 96;
 const AUDIO_PT: u8 = 97;
+/// How often a playing session gets RTCP sender reports (wall clock ↔ RTP time), as cameras do.
+const SENDER_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Misbehaviours served on `/fault/<name>`, for the recorder's bad-input tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,6 +257,7 @@ struct Session {
     ticks: Option<broadcast::Receiver<Tick>>,
     /// Media starts at a keyframe, so a late joiner's first frame is decodable.
     synced: bool,
+    last_report: Option<Instant>,
 }
 
 /// What the connection loop does after a request.
@@ -364,6 +369,7 @@ impl Connection {
             audio: None,
             ticks: None,
             synced: false,
+            last_report: None,
         });
         if session.target != target {
             return Response::new(459, "Aggregate Operation Not Allowed");
@@ -372,16 +378,13 @@ impl Connection {
             Track::Video => 0,
             Track::Audio => 2,
         });
-        let rtp = RtpTrack {
+        let rtp = RtpTrack::new(
             channel,
-            payload_type: match track {
+            match track {
                 Track::Video => VIDEO_PT,
                 Track::Audio => AUDIO_PT,
             },
-            ssrc: rand::random(),
-            // Clients treat 0 and 1 as "unset" sequence numbers; avoid them.
-            seq: rand::random_range(2..=u16::MAX),
-        };
+        );
         let reply = format!(
             "RTP/AVP/TCP;unicast;interleaved={}-{};ssrc={:08X};mode=\"PLAY\"",
             channel,
@@ -462,8 +465,25 @@ impl Connection {
                 let (Some(rtp), Some(audio)) = (session.audio.as_mut(), clip.audio.as_ref()) else {
                     return;
                 };
-                if session.synced {
-                    rtp.aac(&mut self.out, &audio.frames[tick.index], tick.rtp_ts);
+                if !session.synced {
+                    return;
+                }
+                rtp.aac(&mut self.out, &audio.frames[tick.index], tick.rtp_ts);
+            }
+        }
+        let now = Instant::now();
+        if session
+            .last_report
+            .is_none_or(|t| now - t >= SENDER_REPORT_INTERVAL)
+        {
+            session.last_report = Some(now);
+            let wall = SystemTime::now();
+            for (track, rtp) in [
+                (Track::Video, &session.video),
+                (Track::Audio, &session.audio),
+            ] {
+                if let Some(rtp) = rtp {
+                    rtp.sender_report(&mut self.out, session.stream.rtp_now(track), wall);
                 }
             }
         }
@@ -541,8 +561,12 @@ pub(super) async fn serve(
             }
         }
         if !conn.out.is_empty() {
-            if sock.write_all(&conn.out).await.is_err() {
-                return;
+            // A client that stops reading blocks this write; drop_sessions must still end it.
+            tokio::select! {
+                written = sock.write_all(&conn.out) => if written.is_err() {
+                    return;
+                },
+                _ = control.wait_for(|c| c.generation != generation) => return,
             }
             conn.out.clear();
         }

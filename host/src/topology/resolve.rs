@@ -938,7 +938,10 @@ impl<'t, 'r> Builder<'t, 'r> {
                     this.r.error(
                         code::PLUGIN_KIND_MISMATCH,
                         target,
-                        format!("plugin '{}' is a {k}, not a {kind}", name.shown()),
+                        format!(
+                            "plugin '{}' is of kind {k}, but '{key}' takes {kind} plugins",
+                            name.shown()
+                        ),
                     );
                     ok = false;
                     None

@@ -874,7 +874,7 @@ fn plugin_extension_is_checked_against_the_lookup() {
     );
     assert_eq!(
         d.message,
-        "plugin 'format-cmaf' is a formatter, not a evictor"
+        "plugin 'format-cmaf' is of kind formatter, but 'evictor' takes evictor plugins"
     );
     // Our own extension: a typo is an error, not a warning.
     rejected(

@@ -1,0 +1,291 @@
+//! Runs one resolved graph instance: for every asset sink, an RTSP source task feeding a
+//! recorder task through a bounded channel, and a progress line per camera.
+//!
+//! Owns the wiring and the lifecycle (start, clean stop that seals every open segment). It must
+//! not validate topologies (topology did), lay out bytes (record/plugins do) or touch files
+//! other than through `cache`.
+
+pub mod cli;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use tokio::sync::{mpsc, watch};
+
+use crate::cache::{Cache, CacheError, sanitize_dir_name};
+use crate::events::EventBus;
+use crate::plugin::types::SegmenterConfig;
+use crate::plugin::{PluginError, PluginHost};
+use crate::record::{Plugins, Recorder, RecorderStats};
+use crate::source::{self, SourceConfig, SourceCredentials, SourceItem};
+use crate::topology::{MediaSelection, ResolvedGraph};
+use crate::upload::uploader::{SinkTarget, UploadSetup, Uploader};
+
+/// Frames in flight between one camera's session and its recorder. Bounded so a slow disk
+/// slows the session (TCP back pressure) instead of growing memory.
+const QUEUE_FRAMES: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("sink {sink:?}: cache {path:?}: {source}")]
+    Cache {
+        sink: String,
+        path: PathBuf,
+        source: CacheError,
+    },
+    #[error("sink {sink:?}: {source}")]
+    Plugin { sink: String, source: PluginError },
+    #[error("sink {sink:?} reads from {source_node:?}, which is not an RTSP source of this graph")]
+    NoSource { sink: String, source_node: String },
+    #[error("the graph has no asset sink to record")]
+    NothingToRecord,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Cache paths from the topology are taken relative to this directory (like the bind mount
+    /// of LVA's applicationDataDirectory); `None` uses them as they are.
+    pub data_dir: Option<PathBuf>,
+    pub progress_every: Duration,
+    /// Where and how every sink's uploader sends sealed segments.
+    pub upload: UploadSetup,
+}
+
+/// One camera → sink pipeline, as it is running.
+struct Camera {
+    label: String,
+    stats: Arc<RecorderStats>,
+    cache: Arc<Cache>,
+}
+
+/// Records until `shutdown` turns true, then seals every open segment and returns.
+pub async fn run(
+    graph: &ResolvedGraph,
+    plugins: &PluginHost,
+    events: &EventBus,
+    options: &RunOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), GraphError> {
+    if graph.asset_sinks.is_empty() {
+        return Err(GraphError::NothingToRecord);
+    }
+    for f in &graph.file_sinks {
+        tracing::warn!(sink = %f.node, "file sinks are not recorded by this version; ignored");
+    }
+    let mut tasks = Vec::new();
+    let mut cameras = Vec::new();
+    let mut uploaders = Vec::new();
+    for sink in &graph.asset_sinks {
+        let spec = graph
+            .sources
+            .iter()
+            .find(|s| s.node == sink.source)
+            .ok_or_else(|| GraphError::NoSource {
+                sink: sink.node.clone(),
+                source_node: sink.source.clone(),
+            })?;
+        let sink_subject = format!(
+            "/graphInstances/{}/sinks/{}",
+            graph.instance_name, sink.node
+        );
+        let dir_name = sanitize_dir_name(&format!("{}-{}", graph.instance_name, sink.node));
+        let root = rooted(options.data_dir.as_deref(), &sink.cache_path);
+        let cache_err = |source| GraphError::Cache {
+            sink: sink.node.clone(),
+            path: root.join(&dir_name),
+            source,
+        };
+        let (cache, recovery) =
+            open_cache(&root, &dir_name, sink.cache_max_bytes).map_err(cache_err)?;
+        if recovery.crashed {
+            tracing::warn!(sink = %sink.node, ?recovery, "the previous run did not stop cleanly; cache reconciled");
+        }
+        let cache = Arc::new(cache);
+        uploaders.push(Uploader::spawn(
+            SinkTarget::for_sink(&graph.instance_name, sink),
+            options.upload.policy.clone(),
+            options.upload.store.clone(),
+            cache.clone(),
+            events.clone(),
+        ));
+        let plugin_err = |source| GraphError::Plugin {
+            sink: sink.node.clone(),
+            source,
+        };
+        let config = SegmenterConfig::new(sink.segment_length.ticks() as u64);
+        let recorder_plugins = Plugins {
+            segmenter: plugins
+                .segmenter(sink.plugins.segmenter.as_deref(), config, &sink_subject)
+                .map_err(plugin_err)?,
+            formatter: plugins
+                .formatter(sink.plugins.formatter.as_deref(), &sink_subject)
+                .map_err(plugin_err)?,
+            evictor: plugins
+                .evictor(sink.plugins.evictor.as_deref(), &sink_subject)
+                .map_err(plugin_err)?,
+        };
+        let recorder = Recorder::new(
+            cache.clone(),
+            recorder_plugins,
+            events.clone(),
+            sink_subject,
+            sink.asset_name.as_str().to_owned(),
+            recovery.crashed,
+        );
+        cameras.push(Camera {
+            label: format!("{}: {}→{}", graph.instance_name, spec.node, sink.node),
+            stats: recorder.stats(),
+            cache: cache.clone(),
+        });
+
+        let credentials = spec.credentials.as_ref().map(|c| SourceCredentials {
+            username: c.username.clone(),
+            password: c.password.expose().to_owned(),
+        });
+        let audio = sink.media == MediaSelection::AudioAndVideo;
+        let source_subject = format!(
+            "/graphInstances/{}/sources/{}",
+            graph.instance_name, spec.node
+        );
+        let cfg = SourceConfig::new(spec.url.clone(), credentials, audio, source_subject);
+        let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
+        tasks.push(tokio::spawn(source::run(
+            cfg,
+            tx,
+            events.clone(),
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(record_loop(recorder, rx, cache)));
+    }
+    let progress = tokio::spawn(progress_loop(
+        cameras,
+        options.progress_every,
+        shutdown.clone(),
+    ));
+    for t in tasks {
+        if let Err(e) = t.await {
+            tracing::error!(error = %e, "a camera task panicked");
+        }
+    }
+    progress.abort();
+    // Every open segment is sealed now: flush the upload backlogs (bounded wait).
+    for uploader in uploaders {
+        let report = uploader.stop().await;
+        let b = &report.status.backlog;
+        if report.drained {
+            tracing::info!(
+                uploaded = report.status.uploaded_segments,
+                "upload backlog flushed"
+            );
+        } else {
+            tracing::warn!(
+                left_segments = b.segments,
+                left_bytes = b.bytes,
+                "upload backlog not drained; it stays cached for the next start"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `cache_path` re-rooted under `data_dir`.
+fn rooted(data_dir: Option<&Path>, cache_path: &Path) -> PathBuf {
+    match data_dir {
+        None => cache_path.to_owned(),
+        Some(d) => d.join(cache_path.strip_prefix("/").unwrap_or(cache_path)),
+    }
+}
+
+/// The sink's own directory inside the configured cache root, reached only through the root's
+/// `Dir` handle.
+fn open_cache(
+    root: &Path,
+    dir_name: &str,
+    limit: u64,
+) -> Result<(Cache, crate::cache::Recovery), CacheError> {
+    let shown = root.display().to_string();
+    let io = |op| {
+        let name = shown.clone();
+        move |source| CacheError::Io { op, name, source }
+    };
+    Dir::create_ambient_dir_all(root, ambient_authority()).map_err(io("create directory"))?;
+    let root_dir =
+        Dir::open_ambient_dir(root, ambient_authority()).map_err(io("open directory"))?;
+    root_dir
+        .create_dir_all(dir_name)
+        .map_err(io("create directory"))?;
+    let dir = root_dir.open_dir(dir_name).map_err(io("open directory"))?;
+    Cache::open_dir(dir, limit)
+}
+
+/// Feeds the recorder; its file I/O (fsync included) runs on the blocking pool, a batch of
+/// queued items at a time.
+async fn record_loop(
+    mut recorder: Recorder,
+    mut rx: mpsc::Receiver<SourceItem>,
+    cache: Arc<Cache>,
+) {
+    let mut batch = Vec::with_capacity(64);
+    loop {
+        if rx.recv_many(&mut batch, 64).await == 0 {
+            break;
+        }
+        let items = std::mem::take(&mut batch);
+        let joined = tokio::task::spawn_blocking(move || {
+            for item in items {
+                if let Err(e) = recorder.handle(item) {
+                    tracing::error!(error = %e, "recording failed; the open segment is sealed and recording resumes at the next keyframe");
+                    let _ = recorder.end_run();
+                }
+            }
+            recorder
+        })
+        .await;
+        match joined {
+            Ok(r) => recorder = r,
+            Err(e) => {
+                tracing::error!(error = %e, "recorder panicked");
+                return;
+            }
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = recorder.end_run() {
+            tracing::error!(error = %e, "sealing the last segment failed");
+        }
+        if let Err(e) = cache.close() {
+            tracing::error!(error = %e, "closing the cache failed");
+        }
+    })
+    .await;
+}
+
+async fn progress_loop(cameras: Vec<Camera>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        for c in &cameras {
+            let s = &c.stats;
+            tracing::info!(
+                target: "progress",
+                "{}: run {} · {} segments · {:.1} MiB written · {} frames ({} dropped) · cache {:.1}/{:.1} MiB",
+                c.label,
+                s.run.load(Ordering::Relaxed),
+                s.segments.load(Ordering::Relaxed),
+                s.bytes.load(Ordering::Relaxed) as f64 / 1048576.0,
+                s.frames.load(Ordering::Relaxed),
+                s.dropped_frames.load(Ordering::Relaxed),
+                c.cache.used_bytes() as f64 / 1048576.0,
+                c.cache.limit_bytes() as f64 / 1048576.0,
+            );
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The segment writer of one asset sink: frames in, sealed segment files out.
+//!
+//! Owns: holding each frame until the next one of its track arrives (its duration is then
+//! known), asking the segmenter plugin where to cut, asking the formatter plugin for the byte
+//! layout of each fragment and splicing the frames' payload into it (payload never enters the
+//! guest), making room through the cache (evictor plugin chooses), sealing segments, and the
+//! gap recorded before each run.
+//!
+//! Must not: do network I/O or interpret container bytes. Invariants it keeps: every segment
+//! starts with a video keyframe and its own init (a new run or new codec parameters always
+//! start a new segment), and every byte is handed to the cache as whole fragments.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::cache::{Cache, CacheError, Gap, GapCause, RunId, SegmentId, SegmentMeta};
+use crate::events::{Event, EventBus};
+use crate::plugin::types::{
+    Budget, CacheEntry, Codec, Decision, FrameInfo, MediaKind, Piece, Sample, Track,
+};
+use crate::plugin::{Evictor, Formatter, PluginError, Segmenter};
+use crate::source::{Frame, RunEndReason, SourceItem, TrackCodec, TrackParams};
+use crate::time::{TICKS_PER_SECOND, Ticks90k};
+
+/// A fragment is cut by the host if the segmenter lets it grow past this many bytes: it bounds
+/// memory per camera and the loss on a crash.
+const MAX_FRAGMENT_BYTES: usize = 8 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("formatter: {0}")]
+    Formatter(#[from] PluginError),
+}
+
+/// Counters for the progress line; updated by the recorder, read by anyone.
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    pub bytes: AtomicU64,
+    pub segments: AtomicU64,
+    pub run: AtomicU64,
+    pub frames: AtomicU64,
+    pub dropped_frames: AtomicU64,
+}
+
+/// The plugins one recorder uses.
+pub struct Plugins {
+    pub segmenter: Segmenter,
+    pub formatter: Formatter,
+    pub evictor: Evictor,
+}
+
+pub struct Recorder {
+    cache: Arc<Cache>,
+    plugins: Plugins,
+    events: EventBus,
+    /// Event subject of the sink, e.g. `/graphInstances/g1/sinks/assetSink`.
+    subject: String,
+    asset: String,
+    stats: Arc<RecorderStats>,
+    /// Cause of the gap between the newest recorded media and the next run.
+    gap_cause: GapCause,
+    run: Option<Run>,
+}
+
+struct Run {
+    id: RunId,
+    tracks: Vec<TrackParams>,
+    /// Per track: the newest frame, waiting for the next one to know its duration.
+    pending: Vec<Option<Frame>>,
+    /// Per track: the last known frame duration in track units, used for a run's last frame.
+    last_duration: Vec<i64>,
+    next_sequence: u64,
+    gap_recorded: bool,
+    started_event: bool,
+    segment: Option<OpenSegment>,
+}
+
+struct OpenSegment {
+    start: Ticks90k,
+    /// The formatter's init pieces, written in front of the first fragment.
+    init: Option<Vec<Piece>>,
+    in_cache: bool,
+    fragment_sequence: u32,
+    samples: Vec<Sample>,
+    payloads: Vec<Bytes>,
+    payload_bytes: usize,
+    first_wall: Option<Ticks90k>,
+    /// Wall time of the current fragment's first frame.
+    fragment_start: Ticks90k,
+    end: Ticks90k,
+}
+
+impl Recorder {
+    /// `crashed`: the cache's start-up found the previous process died; the first gap gets
+    /// that cause.
+    pub fn new(
+        cache: Arc<Cache>,
+        plugins: Plugins,
+        events: EventBus,
+        subject: String,
+        asset: String,
+        crashed: bool,
+    ) -> Self {
+        Self {
+            cache,
+            plugins,
+            events,
+            subject,
+            asset,
+            stats: Arc::default(),
+            gap_cause: if crashed {
+                GapCause::Crash
+            } else {
+                GapCause::RecorderStopped
+            },
+            run: None,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<RecorderStats> {
+        self.stats.clone()
+    }
+
+    pub fn handle(&mut self, item: SourceItem) -> Result<(), RecordError> {
+        match item {
+            SourceItem::RunStarted { tracks } => {
+                self.end_run()?;
+                self.plugins.segmenter.reset();
+                let id = self.cache.new_run();
+                self.stats.run.store(id, Ordering::Relaxed);
+                let n = tracks.len();
+                self.run = Some(Run {
+                    id,
+                    tracks,
+                    pending: vec![None; n],
+                    last_duration: vec![0; n],
+                    next_sequence: 0,
+                    gap_recorded: false,
+                    started_event: false,
+                    segment: None,
+                });
+                Ok(())
+            }
+            SourceItem::Frame(f) => self.on_frame(f),
+            SourceItem::RunEnded { reason } => {
+                self.end_run()?;
+                self.gap_cause = match reason {
+                    RunEndReason::Disconnected(_) | RunEndReason::Stalled => {
+                        GapCause::CameraOffline
+                    }
+                    RunEndReason::ClockJump => GapCause::ClockJump,
+                    RunEndReason::Shutdown => GapCause::RecorderStopped,
+                };
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes everything buffered and seals the open segment (end of run or shutdown).
+    pub fn end_run(&mut self) -> Result<(), RecordError> {
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
+        };
+        let mut leftovers: Vec<(Frame, i64)> = Vec::new();
+        for (t, p) in run.pending.iter_mut().enumerate() {
+            if let Some(f) = p.take() {
+                let default = i64::from(run.tracks[t].clock_rate)
+                    / if run.tracks[t].is_video() { 25 } else { 50 };
+                let d = if run.last_duration[t] > 0 {
+                    run.last_duration[t]
+                } else {
+                    default
+                };
+                leftovers.push((f, d));
+            }
+        }
+        leftovers.sort_by_key(|(f, _)| f.wall);
+        for (f, d) in leftovers {
+            self.place(f, d)?;
+        }
+        let result = self.close_segment();
+        if let Some(run) = self.run.take()
+            && run.started_event
+        {
+            self.emit_operational("RecordingStopped");
+        }
+        result
+    }
+
+    fn on_frame(&mut self, f: Frame) -> Result<(), RecordError> {
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
+        };
+        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        if !run.gap_recorded {
+            run.gap_recorded = true;
+            if let Some(last) = self.cache.last_end()
+                && f.wall > last
+            {
+                self.cache.record_gap(Gap {
+                    start: last,
+                    end: f.wall,
+                    cause: self.gap_cause,
+                })?;
+            }
+        }
+        let t = f.track;
+        let media_time = f.media_time;
+        let Some(prev) = run.pending[t].replace(f) else {
+            return Ok(());
+        };
+        let duration = (media_time - prev.media_time).max(1);
+        run.last_duration[t] = duration;
+        self.place(prev, duration)
+    }
+
+    /// Puts one frame (whose duration is now known) into the current fragment, cutting first
+    /// where the segmenter or the host's invariants say so.
+    fn place(&mut self, f: Frame, duration: i64) -> Result<(), RecordError> {
+        let run = self.run.as_mut().expect("frames only arrive within a run");
+        if let Some(p) = &f.new_params {
+            run.tracks[f.track] = p.clone();
+        }
+        let track = &run.tracks[f.track];
+        let video = track.is_video();
+        let clock = i64::from(track.clock_rate.max(1));
+        let duration_90k = duration * TICKS_PER_SECOND / clock;
+        let info = FrameInfo {
+            track: f.track as u32 + 1,
+            kind: if video {
+                MediaKind::Video
+            } else {
+                MediaKind::Audio
+            },
+            dts: f.wall,
+            duration: u32::try_from(duration_90k).unwrap_or(u32::MAX),
+            keyframe: f.keyframe,
+            size: u32::try_from(f.data.len()).unwrap_or(u32::MAX),
+        };
+        let decision = self.plugins.segmenter.on_frame(&info);
+        let starts_segment = video && f.keyframe;
+        let no_segment = run.segment.is_none();
+        if no_segment && !starts_segment {
+            // Waiting for a keyframe after dropped data: nothing before it could be decoded.
+            self.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let pending_bytes = run.segment.as_ref().map_or(0, |s| s.payload_bytes);
+        if no_segment
+            || (starts_segment && (decision == Decision::Segment || f.new_params.is_some()))
+        {
+            self.close_segment()?;
+            self.begin_segment(f.wall)?;
+        } else if decision != Decision::None || pending_bytes + f.data.len() > MAX_FRAGMENT_BYTES {
+            self.flush_fragment()?;
+        }
+        let run = self.run.as_mut().expect("run");
+        let Some(seg) = run.segment.as_mut() else {
+            return Ok(());
+        };
+        if seg.samples.is_empty() {
+            seg.fragment_start = f.wall;
+        }
+        seg.samples.push(Sample {
+            track: f.track as u32 + 1,
+            decode_time: u64::try_from(f.media_time).unwrap_or(0),
+            composition_offset: 0,
+            duration: u32::try_from(duration).unwrap_or(u32::MAX),
+            keyframe: f.keyframe,
+            size: info.size,
+        });
+        seg.payload_bytes += f.data.len();
+        seg.payloads.push(f.data);
+        seg.first_wall.get_or_insert(f.wall);
+        seg.end = seg.end.max(f.wall + duration_90k);
+        Ok(())
+    }
+
+    fn begin_segment(&mut self, start: Ticks90k) -> Result<(), RecordError> {
+        let run = self.run.as_mut().expect("run");
+        let tracks = plugin_tracks(&run.tracks);
+        let init = self.plugins.formatter.init(&tracks)?;
+        run.segment = Some(OpenSegment {
+            start,
+            init: Some(init),
+            in_cache: false,
+            fragment_sequence: 1,
+            samples: Vec::new(),
+            payloads: Vec::new(),
+            payload_bytes: 0,
+            first_wall: None,
+            fragment_start: start,
+            end: start,
+        });
+        Ok(())
+    }
+
+    fn close_segment(&mut self) -> Result<(), RecordError> {
+        self.flush_fragment()?;
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
+        };
+        let Some(seg) = run.segment.take() else {
+            return Ok(());
+        };
+        if seg.in_cache && self.cache.seal()?.is_some() {
+            run.next_sequence += 1;
+            self.stats.segments.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Lays out and durably appends the current fragment.
+    fn flush_fragment(&mut self) -> Result<(), RecordError> {
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
+        };
+        let Some(seg) = run.segment.as_mut() else {
+            return Ok(());
+        };
+        if seg.samples.is_empty() {
+            return Ok(());
+        }
+        let samples = std::mem::take(&mut seg.samples);
+        let payloads = std::mem::take(&mut seg.payloads);
+        seg.payload_bytes = 0;
+        let first_keyframe =
+            samples[0].keyframe && run.tracks[samples[0].track as usize - 1].is_video();
+        let end = seg.end;
+        let fragment_start = seg.fragment_start;
+
+        let mut parts = self.layout(&samples, &payloads)?;
+        let needed: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        match self.reserve(needed) {
+            Ok(()) => {}
+            Err(RecordError::Cache(CacheError::NoRoom { .. })) => {
+                // Only the open segment is left: seal it so it can be evicted, and carry on
+                // in a new segment if this fragment can start one.
+                let run = self.run.as_mut().expect("run");
+                let had_file = run.segment.take().is_some_and(|s| s.in_cache);
+                if had_file {
+                    if self.cache.seal()?.is_some() {
+                        run.next_sequence += 1;
+                        self.stats.segments.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if first_keyframe {
+                        self.begin_segment(fragment_start)?;
+                        let seg = self
+                            .run
+                            .as_mut()
+                            .and_then(|r| r.segment.as_mut())
+                            .expect("segment");
+                        seg.first_wall = Some(fragment_start);
+                        seg.end = end;
+                        parts = self.layout(&samples, &payloads)?;
+                        let needed: u64 = parts.iter().map(|p| p.len() as u64).sum();
+                        if self.reserve(needed).is_ok() {
+                            return self.append(parts, end);
+                        }
+                        self.run.as_mut().expect("run").segment = None;
+                    }
+                }
+                self.drop_fragment(&samples, needed);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        self.append(parts, end)
+    }
+
+    /// The fragment's bytes in file order: init (first fragment of a segment only), then the
+    /// formatter's pieces with payload ranges spliced from the frames (zero-copy slices).
+    fn layout(
+        &mut self,
+        samples: &[Sample],
+        payloads: &[Bytes],
+    ) -> Result<Vec<Bytes>, RecordError> {
+        let run = self.run.as_mut().expect("run");
+        let seg = run.segment.as_mut().expect("segment");
+        let pieces = self
+            .plugins
+            .formatter
+            .fragment(seg.fragment_sequence, samples)?;
+        let mut parts = Vec::with_capacity(pieces.len() + 2);
+        let init = if seg.in_cache {
+            None
+        } else {
+            seg.init.as_ref()
+        };
+        for p in init.into_iter().flatten().chain(pieces.iter()) {
+            match p {
+                Piece::Bytes(b) => parts.push(Bytes::copy_from_slice(b)),
+                Piece::Payload(r) => {
+                    // The plugin host verified the range against the sample sizes.
+                    let data = &payloads[r.sample as usize];
+                    let start = r.offset as usize;
+                    parts.push(data.slice(start..start + r.length as usize));
+                }
+            }
+        }
+        Ok(parts)
+    }
+
+    fn reserve(&mut self, needed: u64) -> Result<(), RecordError> {
+        let evictor = &mut self.plugins.evictor;
+        let evicted = self
+            .cache
+            .reserve(needed, &mut |entries: &[SegmentMeta], b| {
+                let view: Vec<CacheEntry> = entries
+                    .iter()
+                    .map(|e| CacheEntry {
+                        id: e.id.0,
+                        start: e.start,
+                        end: e.end,
+                        bytes: e.bytes,
+                        uploaded: e.uploaded,
+                    })
+                    .collect();
+                let budget = Budget {
+                    limit_bytes: b.limit_bytes,
+                    used_bytes: b.used_bytes,
+                    incoming_bytes: b.incoming_bytes,
+                };
+                evictor
+                    .choose(&view, budget)
+                    .into_iter()
+                    .map(SegmentId)
+                    .collect()
+            })?;
+        for e in evicted {
+            tracing::debug!(segment = %e.file_name, uploaded = e.uploaded, "evicted");
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, parts: Vec<Bytes>, end: Ticks90k) -> Result<(), RecordError> {
+        let run = self.run.as_mut().expect("run");
+        let seg = run.segment.as_mut().expect("segment");
+        if !seg.in_cache {
+            let codecs: Vec<&str> = run.tracks.iter().map(|t| t.rfc6381.as_str()).collect();
+            let ext = self.plugins.formatter.info().extension.clone();
+            let start = seg.first_wall.unwrap_or(seg.start);
+            self.cache
+                .begin_segment(run.id, run.next_sequence, start, &codecs.join(","), &ext)?;
+            seg.in_cache = true;
+        }
+        let slices: Vec<&[u8]> = parts.iter().map(|b| b.as_ref()).collect();
+        self.cache.append_fragment(&slices, end)?;
+        seg.fragment_sequence += 1;
+        let bytes: u64 = slices.iter().map(|s| s.len() as u64).sum();
+        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if !run.started_event {
+            run.started_event = true;
+            self.emit_operational("RecordingStarted");
+        }
+        Ok(())
+    }
+
+    fn drop_fragment(&mut self, samples: &[Sample], bytes: u64) {
+        self.stats
+            .dropped_frames
+            .fetch_add(samples.len() as u64, Ordering::Relaxed);
+        tracing::warn!(sink = %self.subject, bytes, limit = self.cache.limit_bytes(), "fragment does not fit the cache budget; dropped");
+        self.events.emit(Event::new(
+            "Microsoft.Media.Graph.Diagnostics.DataDropped",
+            self.subject.clone(),
+            json!({"dataType": "video", "reason": "localMediaCacheMaximumSizeMiB", "bytes": bytes}),
+        ));
+    }
+
+    fn emit_operational(&self, kind: &str) {
+        self.events.emit(Event::new(
+            format!("Microsoft.Media.Graph.Operational.{kind}"),
+            self.subject.clone(),
+            json!({"outputType": "assetName", "outputLocation": self.asset}),
+        ));
+    }
+}
+
+fn plugin_tracks(tracks: &[TrackParams]) -> Vec<Track> {
+    tracks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Track {
+            id: i as u32 + 1,
+            kind: if t.is_video() {
+                MediaKind::Video
+            } else {
+                MediaKind::Audio
+            },
+            codec: match t.codec {
+                TrackCodec::H264 => Codec::H264,
+                TrackCodec::H265 => Codec::H265,
+                TrackCodec::Aac => Codec::Aac,
+            },
+            timescale: t.clock_rate,
+            width: t.width,
+            height: t.height,
+            sample_rate: t.sample_rate,
+            channels: t.channels,
+            decoder_config: t.decoder_config.to_vec(),
+        })
+        .collect()
+}

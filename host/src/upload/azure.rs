@@ -1,0 +1,451 @@
+//! The Azure Blob asset store, on the maintained `azure_storage_blob` 1.x client.
+//!
+//! A segment becomes a block blob: blocks of `TransferPolicy::block_size` are read from the
+//! cache file one at a time, each staged with its transactional MD5 (the service rejects a
+//! corrupted block), then the block list is committed together with the metadata. Until the
+//! commit the blob does not exist for readers, so an interrupted upload is never visible as a
+//! complete blob; re-staging under the same block ids and committing again replaces the
+//! leftovers. The commit is conditional (`If-None-Match: *` for a new blob, `If-Match: <etag>`
+//! when overwriting an earlier attempt) so two writers on one asset fail loudly instead of
+//! silently replacing each other. Properties are read back to verify length, MD5 and SHA-256.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use azure_core::error::ErrorKind;
+use azure_core::http::{
+    ClientOptions, Etag, ExponentialRetryOptions, NoFormat, RequestContent, RetryOptions,
+    StatusCode, Transport, Url,
+};
+use azure_storage_blob::models::{
+    BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
+    BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockOptions, BlockLookupList,
+    ListBlobsIncludeItem,
+};
+use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
+use bytes::BytesMut;
+use futures::TryStreamExt;
+use md5::Md5;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use super::config::{AzureCredential, AzureSpec, TransferPolicy};
+use super::{AssetStore, AzureFailure, SegmentUpload, StoredBlob, UploadError, hex, sas};
+
+pub struct AzureBlobStore {
+    spec: AzureSpec,
+    policy: TransferPolicy,
+    http: Arc<reqwest::Client>,
+    /// The container client and when its SAS was signed (account-key credentials re-sign).
+    client: Mutex<(Instant, Arc<BlobContainerClient>)>,
+}
+
+impl AzureBlobStore {
+    pub fn new(spec: AzureSpec, policy: TransferPolicy) -> Result<Self, UploadError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(policy.connect_timeout)
+            .timeout(policy.request_timeout)
+            // Below the keep-alive timeout of common servers (Node's default is 5 s), so an idle
+            // pooled connection is dropped by us before the server closes it under a request.
+            .pool_idle_timeout(Duration::from_secs(4))
+            .no_gzip()
+            .no_deflate()
+            .build()
+            .map_err(|e| UploadError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let http = Arc::new(http);
+        let client = build_client(&spec, &policy, &http)?;
+        Ok(Self {
+            spec,
+            policy,
+            http,
+            client: Mutex::new((Instant::now(), Arc::new(client))),
+        })
+    }
+
+    fn container(&self) -> Result<Arc<BlobContainerClient>, UploadError> {
+        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let resign = matches!(self.spec.credential, AzureCredential::AccountKey(_))
+            && guard.0.elapsed() > self.policy.sas_lifetime / 2;
+        if resign {
+            *guard = (
+                Instant::now(),
+                Arc::new(build_client(&self.spec, &self.policy, &self.http)?),
+            );
+        }
+        Ok(guard.1.clone())
+    }
+
+    fn fail(&self, kind: AzureFailure, message: impl Into<String>) -> UploadError {
+        UploadError::Azure {
+            account: self.spec.account.clone(),
+            container: self.spec.container.clone(),
+            kind,
+            message: redact_sas(&message.into()),
+        }
+    }
+
+    /// Maps a client error to what an operator acts on.
+    fn classify(&self, what: &str, e: azure_core::Error) -> UploadError {
+        let kind = match e.kind() {
+            ErrorKind::HttpResponse {
+                status, error_code, ..
+            } => match (*status, error_code.as_deref()) {
+                (StatusCode::Forbidden, _) => AzureFailure::Authentication,
+                (_, Some("ContainerNotFound")) => AzureFailure::ContainerMissing,
+                (StatusCode::PreconditionFailed, _)
+                | (StatusCode::Conflict, Some("BlobAlreadyExists")) => {
+                    AzureFailure::ConditionFailed
+                }
+                _ => AzureFailure::Service,
+            },
+            ErrorKind::Connection | ErrorKind::Io => AzureFailure::Unreachable,
+            _ => AzureFailure::Service,
+        };
+        let detail = match e.kind() {
+            ErrorKind::HttpResponse {
+                status, error_code, ..
+            } => {
+                format!(
+                    "HTTP {} {}",
+                    u16::from(*status),
+                    error_code.as_deref().unwrap_or("")
+                )
+            }
+            _ => error_chain(&e),
+        };
+        self.fail(kind, format!("{what}: {}", detail.trim()))
+    }
+
+    async fn properties(
+        &self,
+        container: &BlobContainerClient,
+        name: &str,
+    ) -> Result<Option<StoredBlob>, UploadError> {
+        match container.blob_client(name).get_properties(None).await {
+            Ok(rsp) => {
+                let bytes = rsp
+                    .content_length()
+                    .map_err(|e| self.classify("read properties", e))?
+                    .unwrap_or(0);
+                let mut metadata: std::collections::BTreeMap<String, String> = rsp
+                    .metadata()
+                    .map_err(|e| self.classify("read metadata", e))?
+                    .into_iter()
+                    .collect();
+                if let Some(md5) = rsp
+                    .content_md5()
+                    .map_err(|e| self.classify("read properties", e))?
+                {
+                    metadata.insert("contentmd5".into(), hex(&md5));
+                }
+                if let Some(etag) = rsp
+                    .etag()
+                    .map_err(|e| self.classify("read properties", e))?
+                {
+                    metadata.insert("etag".into(), etag.to_string());
+                }
+                Ok(Some(StoredBlob {
+                    name: name.to_owned(),
+                    bytes,
+                    metadata,
+                }))
+            }
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
+                let container_missing = matches!(e.kind(), ErrorKind::HttpResponse { error_code: Some(c), .. } if c == "ContainerNotFound");
+                if container_missing {
+                    Err(self.classify(&format!("read {name}"), e))
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(e) => Err(self.classify(&format!("read {name}"), e)),
+        }
+    }
+}
+
+fn build_client(
+    spec: &AzureSpec,
+    policy: &TransferPolicy,
+    http: &Arc<reqwest::Client>,
+) -> Result<BlobContainerClient, UploadError> {
+    let sas = match &spec.credential {
+        AzureCredential::Sas(sas) => sas.clone(),
+        AzureCredential::AccountKey(key) => {
+            let now = time::OffsetDateTime::now_utc();
+            // Start slightly in the past so a device clock a little ahead of the service works.
+            let start = now - time::Duration::minutes(5);
+            let expiry =
+                now + time::Duration::try_from(policy.sas_lifetime).unwrap_or(time::Duration::HOUR);
+            sas::account_sas(
+                &spec.account,
+                key,
+                start,
+                expiry,
+                spec.blob_endpoint.scheme() == "https",
+            )
+        }
+    };
+    let mut url: Url = spec.blob_endpoint.clone();
+    url.path_segments_mut()
+        .map_err(|_| {
+            UploadError::Config(format!(
+                "blob endpoint {} cannot take a path",
+                spec.blob_endpoint
+            ))
+        })?
+        .pop_if_empty()
+        .push(&spec.container);
+    url.set_query(Some(&sas));
+    let retry = RetryOptions::exponential(ExponentialRetryOptions {
+        initial_delay: azure_core::time::Duration::milliseconds(200),
+        max_retries: policy.request_retries,
+        max_total_elapsed: azure_core::time::Duration::try_from(
+            policy.request_timeout * (policy.request_retries + 1),
+        )
+        .unwrap_or(azure_core::time::Duration::MINUTE),
+        max_delay: azure_core::time::Duration::seconds(5),
+    });
+    let http: Arc<dyn azure_core::http::HttpClient> = http.clone();
+    let options = BlobContainerClientOptions {
+        client_options: ClientOptions {
+            retry,
+            transport: Some(Transport::new(http)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    BlobContainerClient::new(url, None, Some(options))
+        .map_err(|e| UploadError::Config(format!("Azure container client: {}", error_chain(&e))))
+}
+
+#[async_trait]
+impl AssetStore for AzureBlobStore {
+    fn location(&self) -> String {
+        format!(
+            "{}{} (account {})",
+            self.spec.blob_endpoint, self.spec.container, self.spec.account
+        )
+    }
+
+    async fn prepare(&self) -> Result<(), UploadError> {
+        let container = self.container()?;
+        let exists = container
+            .exists()
+            .await
+            .map_err(|e| self.classify("check container", e))?;
+        if exists {
+            return Ok(());
+        }
+        if !self.spec.create_container {
+            return Err(self.fail(
+                AzureFailure::ContainerMissing,
+                "the container does not exist; create it or allow creation (--azure-create-container)",
+            ));
+        }
+        match container.create(None).await {
+            Ok(_) => Ok(()),
+            // Someone else created it between our check and our create: fine.
+            Err(e) if e.http_status() == Some(StatusCode::Conflict) => Ok(()),
+            Err(e) => Err(self.classify("create container", e)),
+        }
+    }
+
+    async fn put_segment(&self, segment: SegmentUpload) -> Result<StoredBlob, UploadError> {
+        let name = segment.facts.blob_name();
+        let container = self.container()?;
+        let previous = self.properties(&container, &name).await?;
+        let blob = container.blob_client(&name).block_blob_client();
+
+        let read_err = |source| UploadError::ReadSegment {
+            segment: name.clone(),
+            source,
+        };
+        let mut file = tokio::fs::File::from_std(segment.file);
+        let (mut sha, mut md5) = (Sha256::new(), Md5::new());
+        let mut block_ids = Vec::new();
+        let mut sent = 0u64;
+        loop {
+            let mut block = BytesMut::with_capacity(self.policy.block_size);
+            while block.len() < self.policy.block_size {
+                if file.read_buf(&mut block).await.map_err(read_err)? == 0 {
+                    break;
+                }
+            }
+            if block.is_empty() {
+                break;
+            }
+            sha.update(&block);
+            md5.update(&block);
+            // Fixed-width ids: the service requires equal lengths within one blob.
+            let id = format!("{:016}", block_ids.len()).into_bytes();
+            let len = block.len() as u64;
+            let options = BlockBlobClientStageBlockOptions {
+                transactional_content_md5: Some(Md5::digest(&block).to_vec()),
+                ..Default::default()
+            };
+            let body: RequestContent<azure_core::Bytes, NoFormat> = block.freeze().into();
+            blob.stage_block(&id, len, body, Some(options))
+                .await
+                .map_err(|e| {
+                    self.classify(&format!("stage block {} of {name}", block_ids.len()), e)
+                })?;
+            block_ids.push(id);
+            sent += len;
+        }
+        if sent != segment.bytes {
+            return Err(UploadError::SegmentSize {
+                segment: name,
+                expected: segment.bytes,
+                actual: sent,
+            });
+        }
+
+        let sha = hex(&sha.finalize());
+        let md5 = md5.finalize().to_vec();
+        let metadata: HashMap<String, String> = segment.facts.metadata(&sha).into_iter().collect();
+        let (if_match, if_none_match) = match previous.as_ref().and_then(|p| p.metadata.get("etag"))
+        {
+            Some(etag) => (Some(Etag::from(etag.as_str())), None),
+            None => (None, Some(Etag::from("*"))),
+        };
+        let list = BlockLookupList {
+            latest: Some(block_ids),
+            ..Default::default()
+        };
+        let content =
+            RequestContent::try_from(list).map_err(|e| self.classify("encode block list", e))?;
+        let options = BlockBlobClientCommitBlockListOptions {
+            metadata: Some(metadata),
+            blob_content_md5: Some(md5.clone()),
+            blob_content_type: Some(content_type(&segment.facts.extension).to_owned()),
+            if_match,
+            if_none_match,
+            ..Default::default()
+        };
+        blob.commit_block_list(content, Some(options))
+            .await
+            .map_err(|e| self.classify(&format!("commit {name}"), e))?;
+
+        let stored =
+            self.properties(&container, &name)
+                .await?
+                .ok_or_else(|| UploadError::Verify {
+                    blob: name.clone(),
+                    what: "not found after commit".into(),
+                })?;
+        super::local::verify(&stored, &sha, segment.bytes)?;
+        if stored.metadata.get("contentmd5") != Some(&hex(&md5)) {
+            return Err(UploadError::Verify {
+                blob: name,
+                what: "Content-MD5 does not match".into(),
+            });
+        }
+        Ok(stored)
+    }
+
+    async fn list_asset(&self, asset: &str) -> Result<Vec<StoredBlob>, UploadError> {
+        let container = self.container()?;
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: Some(format!("{asset}/")),
+            include: Some(vec![ListBlobsIncludeItem::Metadata]),
+            ..Default::default()
+        };
+        let mut pager = container
+            .list_blobs(Some(options))
+            .map_err(|e| self.classify("list blobs", e))?;
+        let mut blobs = Vec::new();
+        while let Some(item) = pager
+            .try_next()
+            .await
+            .map_err(|e| self.classify("list blobs", e))?
+        {
+            let name = item.name.unwrap_or_default();
+            let bytes = item.properties.and_then(|p| p.content_length).unwrap_or(0);
+            let metadata = item
+                .metadata
+                .and_then(|m| m.values)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            blobs.push(StoredBlob {
+                name,
+                bytes,
+                metadata,
+            });
+        }
+        blobs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(blobs)
+    }
+
+    async fn read_blob(&self, name: &str) -> Result<Vec<u8>, UploadError> {
+        let container = self.container()?;
+        let what = format!("download {name}");
+        let rsp = container
+            .blob_client(name)
+            .download(None)
+            .await
+            .map_err(|e| self.classify(&what, e))?;
+        let body = rsp
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.classify(&what, e))?;
+        Ok(body.to_vec())
+    }
+}
+
+fn content_type(extension: &str) -> &'static str {
+    match extension {
+        "mp4" | "m4s" | "cmfv" => "video/mp4",
+        "ts" => "video/mp2t",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Replaces SAS signatures in text (client errors quote request URLs) with `***`.
+fn redact_sas(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("sig=") {
+        out.push_str(&rest[..at + 4]);
+        out.push_str("***");
+        rest = &rest[at + 4..];
+        let end = rest
+            .find(['&', ' ', ')', '"', '\'', '>'])
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The error and its sources on one line (connection errors hide the cause in the chain).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sas_signatures_are_redacted_from_messages() {
+        let text =
+            "error sending request for url (http://h/c?se=x&sig=HwuB%2FJau324%3D&sp=r): closed";
+        assert_eq!(
+            super::redact_sas(text),
+            "error sending request for url (http://h/c?se=x&sig=***&sp=r): closed"
+        );
+        assert_eq!(super::redact_sas("sig=abc"), "sig=***");
+    }
+}

@@ -1,0 +1,106 @@
+//! `mediagraph assets list ASSET`: what an asset store holds for one asset, in time order, with
+//! the gaps between segments, so an operator can check a recording without cloud tooling.
+
+use std::io::Write;
+
+use super::config::StoreArgs;
+use super::{StoredBlob, UploadError};
+use crate::time::{TICKS_PER_SECOND, Ticks90k};
+
+#[derive(clap::Subcommand)]
+pub enum AssetsCommand {
+    /// List an asset's segments (time order) and the gaps between them.
+    List(ListArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// The resolved asset name (the blob-name prefix).
+    pub asset: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+pub async fn run(cmd: &AssetsCommand, out: &mut dyn Write) -> Result<(), UploadError> {
+    match cmd {
+        AssetsCommand::List(args) => {
+            let store = args.store.open()?;
+            let blobs = store.list_asset(&args.asset).await?;
+            write_listing(&blobs, out).map_err(|source| UploadError::Local {
+                path: "<stdout>".into(),
+                source,
+            })
+        }
+    }
+}
+
+/// `start end bytes name` per blob; a `gap start end seconds` line wherever one blob's end is
+/// not the next one's start.
+fn write_listing(blobs: &[StoredBlob], out: &mut dyn Write) -> std::io::Result<()> {
+    let mut previous_end: Option<Ticks90k> = None;
+    for blob in blobs {
+        let Some((start, end)) = blob.span() else {
+            writeln!(out, "-\t-\t{}\t{}", blob.bytes, blob.name)?;
+            continue;
+        };
+        if let Some(prev) = previous_end
+            && prev != start
+        {
+            let secs = (start - prev) as f64 / TICKS_PER_SECOND as f64;
+            writeln!(
+                out,
+                "gap\t{}\t{}\t{secs:.3} s",
+                prev.to_rfc3339_millis(),
+                start.to_rfc3339_millis()
+            )?;
+        }
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}",
+            start.to_rfc3339_millis(),
+            end.to_rfc3339_millis(),
+            blob.bytes,
+            blob.name
+        )?;
+        previous_end = Some(end);
+    }
+    writeln!(out, "{} segments", blobs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upload::SegmentFacts;
+
+    fn blob(start: i64, end: i64) -> StoredBlob {
+        let facts = SegmentFacts {
+            asset: "a".into(),
+            run: 1,
+            sequence: 0,
+            start: Ticks90k::from_secs(start),
+            end: Ticks90k::from_secs(end),
+            codecs: "avc1".into(),
+            extension: "mp4".into(),
+        };
+        StoredBlob {
+            name: facts.blob_name(),
+            bytes: 10,
+            metadata: facts.metadata("00"),
+        }
+    }
+
+    #[test]
+    fn listing_shows_segments_and_the_gaps_between_them() {
+        let mut out = Vec::new();
+        write_listing(&[blob(0, 30), blob(30, 60), blob(90, 120)], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert_eq!(
+            lines[2],
+            "gap\t1970-01-01T00:01:00.000Z\t1970-01-01T00:01:30.000Z\t30.000 s"
+        );
+        assert!(lines[3].starts_with("1970-01-01T00:01:30.000Z\t1970-01-01T00:02:00.000Z\t10\ta/"));
+        assert_eq!(lines[4], "3 segments");
+    }
+}

@@ -1,0 +1,261 @@
+//! Upload room: moves sealed segments from an asset sink's cache to an asset store, oldest first.
+//!
+//! Owns the [`AssetStore`] abstraction and its two implementations ([`local::LocalStore`] for
+//! `file:///dir`, the default, and [`azure::AzureBlobStore`]), the asset-store configuration
+//! (flags, connection strings, SAS signing) and the per-sink [`uploader`]. It must not write,
+//! seal or evict cache files: the cache owns them, the uploader only reads sealed segments and
+//! marks them uploaded once the store has verifiably kept them.
+
+pub mod azure;
+pub mod cli;
+pub mod config;
+pub mod local;
+mod sas;
+pub mod uploader;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::time::Ticks90k;
+
+/// Everything that can go wrong between a sealed segment and a verified blob.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("asset store configuration: {0}")]
+    Config(String),
+    #[error("cannot read segment {segment} from the cache: {source}")]
+    ReadSegment {
+        segment: String,
+        source: std::io::Error,
+    },
+    #[error("segment {segment}: the file has {actual} bytes, the cache index says {expected}")]
+    SegmentSize {
+        segment: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("local asset store {path}: {source}")]
+    Local {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("Azure Blob storage account {account}, container {container}: {kind}: {message}")]
+    Azure {
+        account: String,
+        container: String,
+        kind: AzureFailure,
+        message: String,
+    },
+    #[error("blob {blob} failed verification after upload: {what}")]
+    Verify { blob: String, what: String },
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+}
+
+/// Why an Azure request failed, in the terms an operator acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AzureFailure {
+    /// 403: wrong account key, expired or under-privileged SAS.
+    Authentication,
+    /// The container does not exist and creating it is not allowed.
+    ContainerMissing,
+    /// Connection refused, DNS failure, timeout: the store could not be reached.
+    Unreachable,
+    /// A conditional request lost a race: someone else wrote the same blob meanwhile.
+    ConditionFailed,
+    /// Any other service answer.
+    Service,
+}
+
+impl fmt::Display for AzureFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AzureFailure::Authentication => "authentication failed (check the account key or SAS)",
+            AzureFailure::ContainerMissing => "container not found",
+            AzureFailure::Unreachable => "endpoint unreachable",
+            AzureFailure::ConditionFailed => "blob changed concurrently",
+            AzureFailure::Service => "request failed",
+        })
+    }
+}
+
+impl UploadError {
+    /// A short stable code for diagnostics events.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UploadError::Config(_) => "Configuration",
+            UploadError::ReadSegment { .. } | UploadError::SegmentSize { .. } => "CacheRead",
+            UploadError::Local { .. } => "LocalStoreIo",
+            UploadError::Azure { kind, .. } => match kind {
+                AzureFailure::Authentication => "AuthenticationFailed",
+                AzureFailure::ContainerMissing => "ContainerNotFound",
+                AzureFailure::Unreachable => "EndpointUnreachable",
+                AzureFailure::ConditionFailed => "ConditionNotMet",
+                AzureFailure::Service => "StorageRequestFailed",
+            },
+            UploadError::Verify { .. } => "VerificationFailed",
+            UploadError::Cache(_) => "CacheIndex",
+        }
+    }
+}
+
+/// What the store records about one segment; written as blob metadata and read back to verify.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentFacts {
+    pub asset: String,
+    pub run: u64,
+    pub sequence: u64,
+    pub start: Ticks90k,
+    pub end: Ticks90k,
+    pub codecs: String,
+    /// File extension without the dot, e.g. `mp4`.
+    pub extension: String,
+}
+
+impl SegmentFacts {
+    /// The deterministic blob name `<asset>/<UTC start yyyyMMddTHHmmssZ>-r<run>-s<seq>.<ext>`.
+    ///
+    /// Fixed-width numbers make a lexicographic prefix listing return time order (ties within
+    /// one second are ordered by run, then sequence), and a re-upload of the same segment after
+    /// a crash lands on the same name, so it overwrites instead of duplicating.
+    pub fn blob_name(&self) -> String {
+        let secs = self.start.as_unix_secs();
+        let t = time::OffsetDateTime::from_unix_timestamp(secs)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+        let stamp = t.format(&fmt).unwrap_or_default();
+        format!(
+            "{}/{stamp}-r{:010}-s{:010}.{}",
+            self.asset, self.run, self.sequence, self.extension
+        )
+    }
+
+    /// Blob metadata (names are valid C# identifiers, values ASCII, as Azure requires).
+    pub fn metadata(&self, sha256_hex: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("asset".to_owned(), self.asset.clone()),
+            ("run".to_owned(), self.run.to_string()),
+            ("sequence".to_owned(), self.sequence.to_string()),
+            ("start".to_owned(), self.start.0.to_string()),
+            ("end".to_owned(), self.end.0.to_string()),
+            ("startutc".to_owned(), self.start.to_rfc3339_millis()),
+            ("endutc".to_owned(), self.end.to_rfc3339_millis()),
+            ("codec".to_owned(), self.codecs.clone()),
+            ("sha256".to_owned(), sha256_hex.to_owned()),
+        ])
+    }
+}
+
+/// A blob as the store lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub name: String,
+    pub bytes: u64,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl StoredBlob {
+    /// Start and end instants from the metadata, if the blob is a segment mediagraph wrote.
+    pub fn span(&self) -> Option<(Ticks90k, Ticks90k)> {
+        let start = self.metadata.get("start")?.parse().ok()?;
+        let end = self.metadata.get("end")?.parse().ok()?;
+        Some((Ticks90k(start), Ticks90k(end)))
+    }
+}
+
+/// One segment to upload: its facts, the sealed file (read, never modified) and its length.
+pub struct SegmentUpload {
+    pub facts: SegmentFacts,
+    pub file: std::fs::File,
+    pub bytes: u64,
+}
+
+/// Where assets live. Implementations write a blob so that it is either absent or complete
+/// and verified, never visible half-written.
+#[async_trait]
+pub trait AssetStore: Send + Sync {
+    /// A human-readable location for logs and events (never contains secrets).
+    fn location(&self) -> String;
+
+    /// Makes sure the store can accept writes (e.g. the container exists or is created).
+    async fn prepare(&self) -> Result<(), UploadError>;
+
+    /// Uploads one segment under its deterministic name, overwriting an earlier attempt, and
+    /// verifies what the store kept before returning.
+    async fn put_segment(&self, segment: SegmentUpload) -> Result<StoredBlob, UploadError>;
+
+    /// The blobs of one asset, in name order (= time order).
+    async fn list_asset(&self, asset: &str) -> Result<Vec<StoredBlob>, UploadError>;
+
+    /// The content of one blob (segments are bounded by segmentLength, so this fits memory);
+    /// for playback and for checking what the store holds.
+    async fn read_blob(&self, name: &str) -> Result<Vec<u8>, UploadError>;
+}
+
+/// Lowercase hex of a digest.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(start_secs: i64, run: u64, sequence: u64) -> SegmentFacts {
+        SegmentFacts {
+            asset: "sampleAsset-CVR-1".into(),
+            run,
+            sequence,
+            start: Ticks90k::from_secs(start_secs),
+            end: Ticks90k::from_secs(start_secs + 30),
+            codecs: "avc1.640028".into(),
+            extension: "mp4".into(),
+        }
+    }
+
+    #[test]
+    fn blob_names_are_deterministic_and_sort_in_time_order() {
+        // 2020-05-12T23:33:09Z
+        let a = facts(1_589_326_389, 3, 7);
+        assert_eq!(
+            a.blob_name(),
+            "sampleAsset-CVR-1/20200512T233309Z-r0000000003-s0000000007.mp4"
+        );
+        assert_eq!(a.blob_name(), facts(1_589_326_389, 3, 7).blob_name());
+        let mut names = [
+            facts(1_589_326_449, 3, 9).blob_name(),
+            facts(1_589_326_389, 4, 0).blob_name(),
+            facts(1_589_326_389, 3, 7).blob_name(),
+            facts(1_589_326_419, 3, 8).blob_name(),
+        ];
+        names.sort();
+        let order: Vec<_> = names.iter().map(|n| &n[18..34]).collect();
+        assert_eq!(
+            order,
+            [
+                "20200512T233309Z",
+                "20200512T233309Z",
+                "20200512T233339Z",
+                "20200512T233409Z"
+            ]
+        );
+        assert!(
+            names[0].contains("-r0000000003-"),
+            "same second: earlier run first"
+        );
+    }
+
+    #[test]
+    fn metadata_round_trips_the_span() {
+        let f = facts(1_000, 1, 2);
+        let blob = StoredBlob {
+            name: f.blob_name(),
+            bytes: 5,
+            metadata: f.metadata("ab"),
+        };
+        assert_eq!(blob.span(), Some((f.start, f.end)));
+        assert_eq!(blob.metadata["sha256"], "ab");
+    }
+}

@@ -1,0 +1,729 @@
+//! The uploader of one asset sink: takes sealed segments from the sink's cache, oldest first,
+//! puts them into the asset store and marks them uploaded once the store verified them.
+//!
+//! Rules it keeps: the oldest pending segment is always the next one tried, and a failure
+//! retries that same segment (so failures never reorder); in steady state (at most one pending
+//! segment) it uploads at most once per `segmentLength`; with a backlog (after an outage or a
+//! restart) it uploads back to back as fast as the link allows; during an outage it backs off
+//! exponentially with jitter and reports each failure as a `StorageError` diagnostic. On stop it
+//! flushes the backlog for a bounded time; what is left stays in the cache for the next start.
+//! It never deletes or evicts anything: eviction is the cache's decision.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{AssetStore, SegmentFacts, SegmentUpload, UploadError};
+use crate::cache::{Cache, SegmentMeta};
+use crate::events::{Event, EventBus};
+use crate::time::Ticks90k;
+
+const OPERATIONAL: &str = "Microsoft.Media.Graph.Operational";
+const STORAGE_ERROR: &str = "Microsoft.Media.Graph.Diagnostics.StorageError";
+const CATCH_UP: &str = "Mediagraph.Diagnostics.UploadCatchUp";
+const CAUGHT_UP: &str = "Mediagraph.Diagnostics.UploadCaughtUp";
+
+/// The store and timing every uploader of a process uses.
+#[derive(Clone)]
+pub struct UploadSetup {
+    pub store: Arc<dyn AssetStore>,
+    pub policy: UploaderPolicy,
+}
+
+impl std::fmt::Debug for UploadSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadSetup")
+            .field("store", &self.store.location())
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+/// Which sink this uploader serves.
+#[derive(Clone, Debug)]
+pub struct SinkTarget {
+    /// Event subject, e.g. `/graphInstances/Sample-Graph-1/sinks/assetSink`.
+    pub subject: String,
+    /// Resolved asset name: the blob-name prefix.
+    pub asset: String,
+    pub segment_length: Duration,
+}
+
+impl SinkTarget {
+    /// The target of an asset sink of a resolved graph instance.
+    pub fn for_sink(instance: &str, sink: &crate::topology::AssetSinkSpec) -> Self {
+        Self {
+            subject: format!("/graphInstances/{instance}/sinks/{}", sink.node),
+            asset: sink.asset_name.as_str().to_owned(),
+            segment_length: Duration::from_secs(sink.segment_length.as_secs()),
+        }
+    }
+}
+
+/// Timing of the uploader: explicit and configurable.
+#[derive(Clone, Debug)]
+pub struct UploaderPolicy {
+    /// How often the cache is checked for newly sealed segments.
+    pub poll_interval: Duration,
+    /// First pause after a failure; doubles per consecutive failure up to `backoff_max`.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// How long `stop` keeps uploading the backlog before giving up (it stays cached).
+    pub flush_timeout: Duration,
+}
+
+impl Default for UploaderPolicy {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(500),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            flush_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What is waiting in the cache.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub segments: usize,
+    pub bytes: u64,
+    /// Start of the oldest pending segment.
+    pub oldest_start: Option<Ticks90k>,
+}
+
+impl Backlog {
+    fn of(pending: &[SegmentMeta]) -> Self {
+        Self {
+            segments: pending.len(),
+            bytes: pending.iter().map(|p| p.bytes).sum(),
+            oldest_start: pending.first().map(|p| p.start),
+        }
+    }
+
+    /// Age of the oldest pending media relative to `now`, in seconds.
+    pub fn oldest_age_secs(&self, now: Ticks90k) -> Option<f64> {
+        self.oldest_start
+            .map(|s| (now - s) as f64 / crate::time::TICKS_PER_SECOND as f64)
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "segments": self.segments,
+            "bytes": self.bytes,
+            "oldestAgeSeconds": self.oldest_age_secs(Ticks90k::now()),
+        })
+    }
+}
+
+/// Live state of an uploader, for logs, the API and tests.
+#[derive(Clone, Debug, Default)]
+pub struct UploaderStatus {
+    pub backlog: Backlog,
+    pub uploaded_segments: u64,
+    pub uploaded_bytes: u64,
+    /// Names of the blobs uploaded, in upload order.
+    pub uploaded: Vec<String>,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+}
+
+/// Result of stopping: what was flushed and what is left in the cache.
+#[derive(Clone, Debug)]
+pub struct StopReport {
+    pub status: UploaderStatus,
+    /// True when the backlog was fully drained within the flush timeout.
+    pub drained: bool,
+}
+
+/// A running uploader task.
+pub struct Uploader {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<StopReport>,
+    status: Arc<Mutex<UploaderStatus>>,
+}
+
+impl Uploader {
+    /// Starts uploading for one sink.
+    pub fn spawn(
+        target: SinkTarget,
+        policy: UploaderPolicy,
+        store: Arc<dyn AssetStore>,
+        cache: Arc<Cache>,
+        events: EventBus,
+    ) -> Self {
+        let (stop, stop_rx) = watch::channel(false);
+        let status = Arc::new(Mutex::new(UploaderStatus::default()));
+        let worker = Worker {
+            target,
+            policy,
+            store,
+            cache,
+            events,
+            status: status.clone(),
+            stop: stop_rx,
+            available: false,
+        };
+        let task = tokio::spawn(worker.run());
+        Self { stop, task, status }
+    }
+
+    pub fn status(&self) -> UploaderStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Flushes the backlog (bounded by the policy's flush timeout). Call after the recorder
+    /// sealed its open segment.
+    pub async fn stop(self) -> StopReport {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(report) => report,
+            Err(e) => {
+                let mut status = self
+                    .status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                status.last_error = Some(format!("uploader task failed: {e}"));
+                StopReport {
+                    status,
+                    drained: false,
+                }
+            }
+        }
+    }
+}
+
+struct Worker {
+    target: SinkTarget,
+    policy: UploaderPolicy,
+    store: Arc<dyn AssetStore>,
+    cache: Arc<Cache>,
+    events: EventBus,
+    status: Arc<Mutex<UploaderStatus>>,
+    stop: watch::Receiver<bool>,
+    available: bool,
+}
+
+/// Outcome of one attempt at the oldest pending segment.
+enum Attempt {
+    Uploaded,
+    /// The segment vanished from the pending list meanwhile (evicted): not a store failure.
+    Gone,
+    Failed(UploadError),
+}
+
+impl Worker {
+    async fn run(mut self) -> StopReport {
+        let mut failures = 0u32;
+        let mut last_upload: Option<(Instant, Ticks90k)> = None;
+        let mut catch_up: Option<(Instant, u64)> = None;
+        let mut prepared = false;
+        while !*self.stop.borrow() {
+            let pending = self.pending();
+            if !prepared {
+                match self.store.prepare().await {
+                    Ok(()) => prepared = true,
+                    Err(e) => {
+                        failures += 1;
+                        self.report_failure(None, &e, failures);
+                        self.pause(self.backoff(failures)).await;
+                        continue;
+                    }
+                }
+            }
+            let Some(oldest) = pending.first().cloned() else {
+                self.pause(self.policy.poll_interval).await;
+                continue;
+            };
+            if pending.len() == 1
+                && let Some((last, last_wall)) = last_upload
+                && oldest.end > last_wall
+            {
+                // Steady state (the segment was still being recorded at the last upload):
+                // LVA uploads at most once per segmentLength. Backlog never waits.
+                let due = last + self.target.segment_length;
+                let now = Instant::now();
+                if now < due {
+                    self.pause((due - now).min(self.policy.poll_interval)).await;
+                    continue;
+                }
+            }
+            let attempt_started = Instant::now();
+            let bytes_before = self.status_snapshot().uploaded_bytes;
+            match self.attempt(&oldest).await {
+                Attempt::Uploaded => {
+                    failures = 0;
+                    last_upload = Some((Instant::now(), Ticks90k::now()));
+                    if catch_up.is_none() && pending.len() > 1 {
+                        // A backlog (outage or restart): report it, then drain back to back.
+                        let backlog = Backlog::of(&pending);
+                        self.events.emit(Event::new(
+                            CATCH_UP,
+                            &self.target.subject,
+                            backlog.to_json(),
+                        ));
+                        catch_up = Some((attempt_started, bytes_before));
+                    }
+                    let after = self.pending();
+                    if after.len() <= 1
+                        && let Some((since, bytes_before)) = catch_up.take()
+                    {
+                        let status = self.status_snapshot();
+                        let secs = since.elapsed().as_secs_f64();
+                        let bytes = status.uploaded_bytes - bytes_before;
+                        self.events.emit(Event::new(
+                            CAUGHT_UP,
+                            &self.target.subject,
+                            json!({ "bytes": bytes, "seconds": secs, "megabytesPerSecond": bytes as f64 / 1e6 / secs.max(1e-9) }),
+                        ));
+                    }
+                }
+                Attempt::Gone => {}
+                Attempt::Failed(e) => {
+                    failures += 1;
+                    self.report_failure(Some(&oldest), &e, failures);
+                    self.pause(self.backoff(failures)).await;
+                }
+            }
+        }
+        self.flush().await
+    }
+
+    /// Drains the backlog until empty or the flush deadline.
+    async fn flush(mut self) -> StopReport {
+        let deadline = Instant::now() + self.policy.flush_timeout;
+        let mut failures = 0u32;
+        let drained = loop {
+            let Some(oldest) = self.pending().first().cloned() else {
+                break true;
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break false;
+            }
+            match tokio::time::timeout(left, self.attempt(&oldest)).await {
+                Err(_) => break false,
+                Ok(Attempt::Uploaded | Attempt::Gone) => failures = 0,
+                Ok(Attempt::Failed(e)) => {
+                    failures += 1;
+                    self.report_failure(Some(&oldest), &e, failures);
+                    let pause = self
+                        .backoff(failures)
+                        .min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        };
+        self.pending();
+        StopReport {
+            status: self.status_snapshot(),
+            drained,
+        }
+    }
+
+    async fn attempt(&mut self, segment: &SegmentMeta) -> Attempt {
+        let facts = SegmentFacts {
+            asset: self.target.asset.clone(),
+            run: segment.run,
+            sequence: segment.sequence,
+            start: segment.start,
+            end: segment.end,
+            codecs: segment.codecs.clone(),
+            extension: segment
+                .file_name
+                .rsplit_once('.')
+                .map_or("bin", |(_, ext)| ext)
+                .to_owned(),
+        };
+        let file = match self.cache.open_sealed(segment.id) {
+            Ok(file) => file.into_std(),
+            Err(e) => return self.unless_gone(segment, e.into()),
+        };
+        let upload = SegmentUpload {
+            facts,
+            file,
+            bytes: segment.bytes,
+        };
+        let blob = match self.store.put_segment(upload).await {
+            Ok(blob) => blob,
+            Err(e @ UploadError::ReadSegment { .. }) => return self.unless_gone(segment, e),
+            Err(e) => return Attempt::Failed(e),
+        };
+        if let Err(e) = self.cache.mark_uploaded(segment.id) {
+            return Attempt::Failed(e.into());
+        }
+        tracing::info!(
+            target: "upload",
+            blob = %blob.name, bytes = blob.bytes, subject = %self.target.subject,
+            "segment uploaded and verified"
+        );
+        {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.uploaded_segments += 1;
+            status.uploaded_bytes += blob.bytes;
+            status.uploaded.push(blob.name);
+            status.consecutive_failures = 0;
+        }
+        if !self.available {
+            self.available = true;
+            self.emit_operational("RecordingAvailable");
+        }
+        Attempt::Uploaded
+    }
+
+    /// A read error on a segment the cache evicted meanwhile is not a failure.
+    fn unless_gone(&mut self, segment: &SegmentMeta, e: UploadError) -> Attempt {
+        if self.pending().iter().any(|p| p.id == segment.id) {
+            Attempt::Failed(e)
+        } else {
+            Attempt::Gone
+        }
+    }
+
+    /// Reads the pending list and publishes the backlog.
+    fn pending(&mut self) -> Vec<SegmentMeta> {
+        let pending = self.cache.sealed_pending();
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .backlog = Backlog::of(&pending);
+        pending
+    }
+
+    fn status_snapshot(&self) -> UploaderStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn report_failure(&self, segment: Option<&SegmentMeta>, e: &UploadError, failures: u32) {
+        tracing::warn!(target: "upload", subject = %self.target.subject, error = %e, failures, "upload failed");
+        {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.consecutive_failures = failures;
+            status.last_error = Some(e.to_string());
+        }
+        self.events.emit(Event::new(
+            STORAGE_ERROR,
+            &self.target.subject,
+            json!({
+                "storageAccountName": self.store.location(),
+                "errorCode": e.code(),
+                "errorMessage": e.to_string(),
+                "segmentStart": segment.map(|s| s.start.to_rfc3339_millis()),
+                "consecutiveFailures": failures,
+            }),
+        ));
+    }
+
+    fn emit_operational(&self, kind: &str) {
+        self.events.emit(Event::new(
+            format!("{OPERATIONAL}.{kind}"),
+            &self.target.subject,
+            json!({ "outputType": "assetName", "outputLocation": self.target.asset }),
+        ));
+    }
+
+    /// Exponential backoff with jitter in [½·d, d], so many sinks recovering together spread out.
+    fn backoff(&self, failures: u32) -> Duration {
+        let exp = self
+            .policy
+            .backoff_initial
+            .saturating_mul(1 << failures.saturating_sub(1).min(16));
+        let d = exp.min(self.policy.backoff_max);
+        d.mul_f64(rand::rng().random_range(0.5..=1.0))
+    }
+
+    /// Sleeps, waking early when stop is requested.
+    async fn pause(&mut self, d: Duration) {
+        let _ = tokio::time::timeout(d, self.stop.wait_for(|stop| *stop)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use crate::cache::Cache;
+
+    use super::*;
+    use crate::upload::local::LocalStore;
+
+    /// A real cache in a temp dir that the tests record segments into.
+    struct Segments {
+        _dir: tempfile::TempDir,
+        cache: Arc<Cache>,
+    }
+
+    impl Segments {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let (cache, _) = Cache::open(&dir.path().join("cache"), 1 << 30).unwrap();
+            Self {
+                _dir: dir,
+                cache: Arc::new(cache),
+            }
+        }
+
+        /// Records one sealed segment of sequence `seq`, 30 s of media time ending at `end`.
+        fn add_ending(&self, seq: u64, end: Ticks90k) {
+            let start = end + -30 * crate::time::TICKS_PER_SECOND;
+            let body = format!("segment {seq}").repeat(100);
+            self.cache
+                .begin_segment(1, seq, start, "avc1.640028", "mp4")
+                .unwrap();
+            self.cache.append_fragment(&[body.as_bytes()], end).unwrap();
+            self.cache.seal().unwrap();
+        }
+
+        /// A segment recorded long ago (backlog, never subject to the cadence).
+        fn add(&self, seq: u64) {
+            self.add_ending(seq, Ticks90k::from_secs(1_700_000_030 + 30 * seq as i64));
+        }
+    }
+
+    fn target(segment_length: Duration) -> SinkTarget {
+        SinkTarget {
+            subject: "/graphInstances/g/sinks/assetSink".into(),
+            asset: "asset-1".into(),
+            segment_length,
+        }
+    }
+
+    fn fast_policy() -> UploaderPolicy {
+        UploaderPolicy {
+            poll_interval: Duration::from_millis(10),
+            backoff_initial: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(80),
+            flush_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// A store root that is a plain file: every write fails until it is removed (a real
+    /// failure of the real local store, standing in for an outage).
+    fn blocked_root() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("assets");
+        std::fs::write(&root, b"not a directory").unwrap();
+        (dir, root)
+    }
+
+    async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn types(events: &EventBus) -> Vec<String> {
+        events
+            .recent()
+            .into_iter()
+            .map(|e| e.event_type.rsplit('.').next().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn outage_keeps_oldest_first_then_catches_up_and_reports() {
+        let (_keep, root) = blocked_root();
+        let store = Arc::new(LocalStore::new(root.clone(), 4096));
+        let segments = Segments::new();
+        for id in [1, 2, 3] {
+            segments.add(id);
+        }
+        let events = EventBus::new();
+        let uploader = Uploader::spawn(
+            target(Duration::from_secs(30)),
+            fast_policy(),
+            store.clone(),
+            segments.cache.clone(),
+            events.clone(),
+        );
+        wait_for("repeated failures", || {
+            uploader.status().consecutive_failures >= 3
+        })
+        .await;
+        assert_eq!(uploader.status().uploaded_segments, 0);
+        assert_eq!(uploader.status().backlog.segments, 3);
+        segments.add(4); // recording goes on during the outage
+        std::fs::remove_file(&root).unwrap(); // restore
+        wait_for("catch-up", || uploader.status().uploaded_segments == 4).await;
+        let report = uploader.stop().await;
+        assert!(report.drained);
+        let ids: Vec<_> = report
+            .status
+            .uploaded
+            .iter()
+            .map(|n| n.rsplit("-s").next().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "0000000001.mp4",
+                "0000000002.mp4",
+                "0000000003.mp4",
+                "0000000004.mp4"
+            ],
+            "oldest first"
+        );
+        let listed = store.list_asset("asset-1").await.unwrap();
+        assert_eq!(listed.len(), 4);
+
+        let kinds = types(&events);
+        assert!(
+            !kinds
+                .iter()
+                .any(|k| k == "RecordingStarted" || k == "RecordingStopped"),
+            "the recorder owns those"
+        );
+        let pos = |k: &str| {
+            kinds
+                .iter()
+                .position(|x| x == k)
+                .unwrap_or_else(|| panic!("no {k} in {kinds:?}"))
+        };
+        assert!(pos("StorageError") < pos("RecordingAvailable"));
+        assert!(pos("StorageError") < pos("UploadCatchUp"));
+        assert!(pos("UploadCatchUp") < pos("UploadCaughtUp"));
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "RecordingAvailable").count(),
+            1
+        );
+        let catch_up = events
+            .recent()
+            .into_iter()
+            .find(|e| e.event_type.ends_with("UploadCatchUp"))
+            .unwrap();
+        assert_eq!(catch_up.body["segments"], 4);
+        assert_eq!(catch_up.body["bytes"], 3600);
+        assert!(catch_up.body["oldestAgeSeconds"].as_f64().unwrap() > 0.0);
+        let error = events
+            .recent()
+            .into_iter()
+            .find(|e| e.event_type.ends_with("StorageError"))
+            .unwrap();
+        assert_eq!(error.body["errorCode"], "LocalStoreIo");
+        let available = events
+            .recent()
+            .into_iter()
+            .find(|e| e.event_type.ends_with("RecordingAvailable"))
+            .unwrap();
+        assert_eq!(
+            available.body,
+            json!({ "outputType": "assetName", "outputLocation": "asset-1" })
+        );
+    }
+
+    #[test]
+    fn the_target_of_a_resolved_asset_sink() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/cvr-asset");
+        let topology = std::fs::read_to_string(root.join("topology.json")).unwrap();
+        let instance = std::fs::read_to_string(root.join("instance.json")).unwrap();
+        let overrides = [("segmentLength".to_owned(), "PT1M".to_owned())];
+        let graph = crate::topology::resolve(
+            &topology,
+            Some(&instance),
+            &overrides,
+            &crate::topology::DefaultPluginNames,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let sink = &graph.asset_sinks[0];
+        let target = SinkTarget::for_sink(&graph.instance_name, sink);
+        assert_eq!(
+            target.subject,
+            format!(
+                "/graphInstances/{}/sinks/{}",
+                graph.instance_name, sink.node
+            )
+        );
+        assert_eq!(target.asset, sink.asset_name.as_str());
+        assert_eq!(target.segment_length, Duration::from_secs(60));
+    }
+
+    #[tokio::test]
+    async fn steady_state_uploads_at_most_once_per_segment_length() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::new(root.path().to_owned(), 4096));
+        let segments = Segments::new();
+        let segment_length = Duration::from_millis(600);
+        let uploader = Uploader::spawn(
+            target(segment_length),
+            fast_policy(),
+            store,
+            segments.cache.clone(),
+            EventBus::new(),
+        );
+        segments.add_ending(1, Ticks90k::now());
+        wait_for("first upload", || uploader.status().uploaded_segments == 1).await;
+        let first = Instant::now();
+        segments.add_ending(2, Ticks90k::now());
+        wait_for("second upload", || uploader.status().uploaded_segments == 2).await;
+        // Lower bound only: the uploader waited for the cadence, however slow the machine is.
+        assert!(
+            first.elapsed() >= segment_length - Duration::from_millis(50),
+            "{:?}",
+            first.elapsed()
+        );
+        uploader.stop().await;
+    }
+
+    #[tokio::test]
+    async fn stop_flush_is_bounded_and_leaves_the_rest_cached() {
+        let (_keep, root) = blocked_root();
+        let segments = Segments::new();
+        segments.add(1);
+        segments.add(2);
+        let policy = UploaderPolicy {
+            flush_timeout: Duration::from_millis(300),
+            ..fast_policy()
+        };
+        let store = Arc::new(LocalStore::new(root, 4096));
+        let uploader = Uploader::spawn(
+            target(Duration::from_secs(30)),
+            policy,
+            store,
+            segments.cache.clone(),
+            EventBus::new(),
+        );
+        let report = uploader.stop().await;
+        assert!(!report.drained);
+        assert_eq!(report.status.backlog.segments, 2);
+        assert_eq!(
+            segments.cache.sealed_pending().len(),
+            2,
+            "nothing lost: still pending in the cache"
+        );
+    }
+
+    #[tokio::test]
+    async fn stop_flushes_the_backlog_without_waiting_for_the_cadence() {
+        let root = tempfile::tempdir().unwrap();
+        let segments = Segments::new();
+        let store = Arc::new(LocalStore::new(root.path().to_owned(), 4096));
+        let uploader = Uploader::spawn(
+            target(Duration::from_secs(300)),
+            fast_policy(),
+            store,
+            segments.cache.clone(),
+            EventBus::new(),
+        );
+        segments.add_ending(1, Ticks90k::now());
+        wait_for("first upload", || uploader.status().uploaded_segments == 1).await;
+        segments.add_ending(2, Ticks90k::now()); // sealed at stop; the cadence would hold it for 300 s
+        let report = uploader.stop().await;
+        assert!(report.drained);
+        assert_eq!(report.status.uploaded_segments, 2);
+        assert!(Path::new(&root.path().join(&report.status.uploaded[1])).exists());
+    }
+}

@@ -1,0 +1,487 @@
+//! `mediagraph run` end to end: real RTSP peers on loopback (GStreamer's RTSP server and the
+//! built-in test camera), the real binary, kill -9, and ffprobe/ffmpeg checks of every segment.
+//! Needs ffmpeg/ffprobe, python3-gi and gir1.2-gst-rtsp-server-1.0 (`.ci/run` installs them).
+
+mod record_support;
+
+use std::time::{Duration, Instant};
+
+use record_support::*;
+
+const FRAME: f64 = 0.04; // 25 fps
+const GOP: f64 = 1.0;
+/// Bound on start-up to the first recorded fragment (plugin compilation in debug builds).
+const STARTUP: Duration = Duration::from_secs(120);
+/// An Azure container URL nothing listens on: uploads fail, recording goes on.
+const UNREACHABLE_STORE: &str = "http://127.0.0.1:1/devstoreaccount1/assets?sv=2022-11-02&sig=x";
+
+#[test]
+fn records_the_gstreamer_peer_into_30s_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = make_clip(tmp.path(), 10, 500, 25);
+    let port = free_port();
+    let _server = gst_server(port, &clip, &[]);
+    let url = format!("rtsp://127.0.0.1:{port}/stream");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    std::thread::sleep(Duration::from_secs(76));
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("Microsoft.Media.Graph.Diagnostics.MediaSessionEstablished"),
+        "{log}"
+    );
+    assert!(log.contains("progress"), "progress lines expected:\n{log}");
+
+    let dir = cache_dir(&data, 1);
+    let segs = sealed(&dir);
+    assert!(
+        segs.len() >= 3,
+        "expected ≥ 3 segments (30 + 30 + rest): {:?}",
+        files(&dir)
+    );
+    assert!(
+        segs.iter().all(|s| s.run == segs[0].run),
+        "one run expected: {segs:?}"
+    );
+    let probes = check_segments(&segs, 30.0, GOP, FRAME);
+    let total: f64 = probes.iter().map(Probe::duration).sum();
+    assert!(total >= 70.0, "recorded {total:.1} s, expected ≥ 70 s");
+    assert!(
+        files(&dir)
+            .iter()
+            .all(|f| !f.ends_with(".open") && !f.ends_with(".journal")),
+        "{:?}",
+        files(&dir)
+    );
+}
+
+#[test]
+fn records_the_test_camera_into_30s_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &[]);
+    let url = format!("rtsp://127.0.0.1:{port}/cam1");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    std::thread::sleep(Duration::from_secs(76));
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let dir = cache_dir(&data, 1);
+    let segs = sealed(&dir);
+    assert!(segs.len() >= 3, "expected ≥ 3 segments: {:?}", files(&dir));
+    let probes = check_segments(&segs, 30.0, GOP, FRAME);
+    let total: f64 = probes.iter().map(Probe::duration).sum();
+    assert!(total >= 70.0, "recorded {total:.1} s, expected ≥ 70 s");
+}
+
+#[test]
+fn camera_reboot_starts_a_new_run_and_records_the_outage_as_a_gap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = make_clip(tmp.path(), 10, 500, 25);
+    let port = free_port();
+    let server = gst_server(port, &clip, &[]);
+    let url = format!("rtsp://127.0.0.1:{port}/stream");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let dir = cache_dir(&data, 1);
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    std::thread::sleep(Duration::from_secs(10));
+
+    // The camera reboots: its sessions drop and the port refuses connections for a while.
+    server.crash();
+    let down = Instant::now();
+    std::thread::sleep(Duration::from_secs(6));
+    let _server = gst_server(port, &clip, &[]);
+    let outage = down.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(12));
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let segs = sealed(&dir);
+    let runs: std::collections::BTreeSet<u64> = segs.iter().map(|s| s.run).collect();
+    assert_eq!(runs.len(), 2, "two runs expected: {segs:?}");
+    check_segments(&segs, 30.0, GOP, FRAME);
+    let offline: Vec<_> = gaps(&dir)
+        .into_iter()
+        .filter(|g| g["cause"] == "CameraOffline")
+        .collect();
+    assert_eq!(offline.len(), 1, "one CameraOffline gap: {:?}", gaps(&dir));
+    let len = (offline[0]["end"].as_i64().unwrap() - offline[0]["start"].as_i64().unwrap()) as f64
+        / TICKS as f64;
+    // Loss ≈ outage: plus at most the reconnect backoff in force when the camera came back
+    // (≤ 4 s at this point) and the wait for its first keyframe.
+    assert!(
+        len >= outage - 1.0 && len <= outage + 6.0,
+        "gap {len:.1} s for an outage of {outage:.1} s"
+    );
+    // The gap is exactly the space between the two runs' segments.
+    let last_of_first = segs
+        .iter()
+        .filter(|s| s.run == segs[0].run)
+        .map(|s| s.end)
+        .max()
+        .unwrap();
+    let first_of_second = segs
+        .iter()
+        .filter(|s| s.run != segs[0].run)
+        .map(|s| s.start)
+        .min()
+        .unwrap();
+    assert_eq!(offline[0]["start"].as_i64().unwrap(), last_of_first);
+    assert_eq!(offline[0]["end"].as_i64().unwrap(), first_of_second);
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_at_most_a_fragment_plus_reconnect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = make_clip(tmp.path(), 10, 500, 25);
+    let port = free_port();
+    let _server = gst_server(port, &clip, &[]);
+    let url = format!("rtsp://127.0.0.1:{port}/stream");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let dir = cache_dir(&data, 1);
+
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut random = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    // Warm up: the first start compiles the plugins into DATA/plugins/.compiled.
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    rec.crash();
+    // 5 kills anywhere in start-up (before or during the RTSP handshake), then 20 at random
+    // moments of recording (after the first fragment, 0–3.5 s later: inside a fragment, at a
+    // cut, during a seal).
+    let startup_kills = 5;
+    let recording_kills = 20;
+    let mut last_startup_kill = 0i64;
+    for i in 0..startup_kills + recording_kills {
+        let mut rec = recorder(&topology, &data, &[]);
+        if i < startup_kills {
+            std::thread::sleep(Duration::from_millis(200 + random() % 1300));
+        } else {
+            rec.wait_event("RecordingStarted", Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(random() % 3500));
+        }
+        rec.crash();
+        if i + 1 == startup_kills {
+            last_startup_kill = mediagraph::time::Ticks90k::now().0;
+        }
+        // Nothing sealed is ever empty or half-named, even between crash and restart.
+        for s in sealed(&dir) {
+            assert!(s.end > s.start, "iteration {i}: empty segment {s:?}");
+        }
+    }
+    let rec = recorder(&topology, &data, &[]);
+    std::thread::sleep(Duration::from_secs(4));
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let names = files(&dir);
+    assert!(
+        names
+            .iter()
+            .all(|f| !f.ends_with(".open") && !f.ends_with(".journal") && !f.ends_with(".tmp")),
+        "{names:?}"
+    );
+    let segs = sealed(&dir);
+    assert!(
+        segs.len() >= recording_kills,
+        "most iterations should have sealed something: {names:?}"
+    );
+    // Every sealed segment decodes, starts with a keyframe and matches its index entry.
+    check_segments(&segs, 30.0, GOP, FRAME);
+    for w in segs.windows(2) {
+        assert!(
+            w[1].start >= w[0].end - (FRAME * TICKS as f64) as i64,
+            "overlapping segments {w:?}"
+        );
+    }
+    // Each crash while recording costs at most one fragment (2 s) plus the restart and
+    // reconnect (process start, RTSP handshake, first keyframe: ≤ 3 s here).
+    let crash_gaps: Vec<f64> = gaps(&dir)
+        .iter()
+        .filter(|g| g["cause"] == "Crash" && g["start"].as_i64().unwrap() > last_startup_kill)
+        .map(|g| (g["end"].as_i64().unwrap() - g["start"].as_i64().unwrap()) as f64 / TICKS as f64)
+        .collect();
+    assert!(
+        crash_gaps.len() >= recording_kills,
+        "crash gaps recorded: {:?}",
+        gaps(&dir)
+    );
+    let worst = crash_gaps.iter().copied().fold(0f64, f64::max);
+    eprintln!("crash gaps (s): {crash_gaps:.2?}; worst {worst:.2}");
+    for g in &crash_gaps {
+        assert!(
+            *g <= 2.0 + 3.0 + 1.0,
+            "a crash lost {g:.2} s: {crash_gaps:?}"
+        );
+    }
+}
+
+#[test]
+fn small_budget_is_never_exceeded_and_evicts_oldest_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 3 Mbit/s: a 30 s segment is ~11 MiB, so a 15 MiB cache (the smallest the topology rules
+    // allow for PT30S) must evict while the open segment grows.
+    let clip = make_clip(tmp.path(), 10, 3000, 25);
+    let port = free_port();
+    let _server = gst_server(port, &clip, &[]);
+    let url = format!("rtsp://127.0.0.1:{port}/stream");
+    let budget_mib = 15u64;
+    let topology = write_topology(tmp.path(), &[&url], budget_mib, "PT30S");
+    let data = tmp.path().join("data");
+    let dir = cache_dir(&data, 1);
+    // The asset store is unreachable (an outage), so evicted segments were never uploaded.
+    let rec = recorder_with(
+        &topology,
+        &data,
+        &[],
+        &[
+            "--asset-store",
+            UNREACHABLE_STORE,
+            "--upload-flush-timeout-secs",
+            "2",
+        ],
+    );
+    let limit = budget_mib * 1024 * 1024;
+    let started = Instant::now();
+    let mut peak = 0u64;
+    let mut seen_ids = std::collections::BTreeSet::new();
+    while started.elapsed() < Duration::from_secs(95) {
+        let used: u64 = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        peak = peak.max(used);
+        assert!(used <= limit, "cache holds {used} bytes, budget {limit}");
+        seen_ids.extend(sealed(&dir).iter().map(|s| s.id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let segs = sealed(&dir);
+    let remaining: Vec<u64> = segs.iter().map(|s| s.id).collect();
+    seen_ids.extend(remaining.iter());
+    let evicted: Vec<u64> = seen_ids
+        .iter()
+        .copied()
+        .filter(|id| !remaining.contains(id))
+        .collect();
+    assert!(
+        !evicted.is_empty(),
+        "nothing was evicted (peak {peak} bytes); remaining {remaining:?}"
+    );
+    // Oldest first: every evicted segment is older than every remaining one.
+    assert!(
+        evicted.iter().max() < remaining.iter().min(),
+        "evicted {evicted:?}, remaining {remaining:?}"
+    );
+    let evicted_gaps = gaps(&dir)
+        .into_iter()
+        .filter(|g| g["cause"] == "EvictedBeforeUpload")
+        .count();
+    assert_eq!(
+        evicted_gaps,
+        evicted.len(),
+        "each evicted, never uploaded segment is a gap: {:?}",
+        gaps(&dir)
+    );
+    check_segments(&segs, 30.0, GOP, FRAME);
+}
+
+#[test]
+fn bad_input_gives_diagnostics_retries_and_leaves_no_files() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = make_clip(tmp.path(), 4, 300, 25);
+    // 1: nothing listens. 2: a camera that wants another password. 3: an HTTP server.
+    // 4: a server that answers with garbage.
+    let closed = free_port();
+    let auth_port = free_port();
+    let _auth = gst_server(
+        auth_port,
+        &clip,
+        &["--user", "admin", "--password", "right"],
+    );
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let garbage = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let serve = |l: std::net::TcpListener, reply: &'static [u8]| {
+        std::thread::spawn(move || {
+            for mut s in l.incoming().map_while(Result::ok) {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(reply);
+            }
+        })
+    };
+    let http_port = http.local_addr().unwrap().port();
+    let garbage_port = garbage.local_addr().unwrap().port();
+    serve(http, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    serve(
+        garbage,
+        b"\x00\xff\x13garbage\x01\x02\r\n\r\n\xfe\xfe RTSP/9 ???\r\n\r\n",
+    );
+    let urls = [
+        format!("rtsp://127.0.0.1:{closed}/x"),
+        format!("rtsp://127.0.0.1:{auth_port}/stream"),
+        format!("rtsp://127.0.0.1:{http_port}/x"),
+        format!("rtsp://127.0.0.1:{garbage_port}/x"),
+    ];
+    let data = tmp.path().join("data");
+    let mut recs = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let dir = tmp.path().join(format!("t{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let topology = write_topology(&dir, &[url], 64, "PT30S");
+        let data = data.join(format!("d{i}"));
+        recs.push((
+            recorder(&topology, &data, &["user=admin", "password=wrong"]),
+            data,
+        ));
+    }
+    let kinds = [
+        "NetworkError",
+        "AuthenticationError",
+        "ProtocolError",
+        "ProtocolError",
+    ];
+    for ((rec, _), kind) in recs.iter_mut().zip(kinds) {
+        rec.wait_event(kind, STARTUP);
+    }
+    std::thread::sleep(Duration::from_secs(8));
+    for ((mut rec, data), kind) in recs.into_iter().zip(kinds) {
+        assert!(
+            rec.is_running(),
+            "the recorder must survive bad input:\n{}",
+            rec.log()
+        );
+        let events = rec.events();
+        let (code, log) = rec.stop();
+        assert_eq!(code, Some(0), "{log}");
+        assert!(
+            !log.contains("wrong"),
+            "the password must not be logged:\n{log}"
+        );
+        let found: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| e["eventType"] == format!("Microsoft.Media.Graph.Diagnostics.{kind}"))
+            .collect();
+        // Reported with what went wrong, and retried with backoff: ≥ 2 attempts, far fewer
+        // than a busy loop would make.
+        assert!(
+            found.len() >= 2 && found.len() <= 10,
+            "{} {kind} events: {events:#?}\n{log}",
+            found.len()
+        );
+        assert!(
+            found
+                .iter()
+                .all(|e| e["subject"] == "/graphInstances/default/sources/cam1")
+        );
+        if kind == "AuthenticationError" {
+            assert_eq!(found[0]["body"]["errorCode"], "401");
+        }
+        let names = files(&cache_dir(&data, 1));
+        assert_eq!(names, vec!["gaps.log", "uploaded.log"], "leaked files");
+    }
+}
+
+#[test]
+fn records_h265_video_with_aac_audio_when_the_sink_selects_audio() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &["--codec", "h265", "--audio"]);
+    let url = format!("rtsp://127.0.0.1:{port}/cam1");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    // No outputSelectors: the sink takes audio and video.
+    let mut t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&topology).unwrap()).unwrap();
+    t["properties"]["sinks"][0]["inputs"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("outputSelectors");
+    std::fs::write(&topology, t.to_string()).unwrap();
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    std::thread::sleep(Duration::from_secs(8));
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let segs = sealed(&cache_dir(&data, 1));
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    check_segments(&segs, 30.0, GOP, FRAME);
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&segs[0].path)
+        .output()
+        .unwrap();
+    let codecs = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        codecs.split_whitespace().collect::<Vec<_>>(),
+        ["hevc", "aac"],
+        "{codecs}"
+    );
+    assert!(
+        segs[0].path.to_string_lossy().contains("hvc1")
+            && segs[0].path.to_string_lossy().contains("mp4a.40.2")
+    );
+}
+
+#[test]
+fn a_camera_that_stops_sending_is_detected_as_stalled_and_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &[]);
+    // PLAY succeeds, then no media ever arrives.
+    let url = format!("rtsp://127.0.0.1:{port}/fault/stall");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("MediaSessionEstablished", STARTUP);
+    let established = Instant::now();
+    rec.wait_event("\"errorCode\":\"Timeout\"", Duration::from_secs(20));
+    let detected = established.elapsed();
+    // Detected after the 10 s stall timeout, then retried: a second session comes up.
+    assert!(
+        detected >= Duration::from_secs(9),
+        "stall reported after {detected:?}"
+    );
+    wait_until(
+        "a new session after the stall",
+        Duration::from_secs(10),
+        || rec.log().matches("MediaSessionEstablished").count() >= 2,
+    );
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        files(&cache_dir(&data, 1)),
+        vec!["gaps.log", "uploaded.log"]
+    );
+}

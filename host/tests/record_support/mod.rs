@@ -1,0 +1,536 @@
+//! Support for the recording end-to-end tests: real peers (GStreamer's RTSP server, the built-in
+//! test camera), the real `mediagraph` binary, and ffprobe/ffmpeg checks of what it recorded.
+//!
+//! The tests live in `host/tests/` (not the `tests/` crate) because Cargo gives integration
+//! tests of the `mediagraph` package the path of its binary (`CARGO_BIN_EXE_mediagraph`) and
+//! builds it before running them.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const TICKS: i64 = 90_000;
+
+/// A child process that is killed when dropped, so a failing test leaves nothing behind.
+pub struct Proc {
+    pub child: Child,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("piped");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self { child, stderr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {} failed", self.pid());
+    }
+
+    /// SIGINT, then waits (bounded) for a clean exit; returns the exit status code.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        self.signal("-INT");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100)); // let the reader drain
+                return (status.code(), self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not stop within 20 s after SIGINT:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9: no chance to clean up.
+    pub fn crash(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The LVA events the recorder logged, parsed.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.find("{\"eventType\"").map(|i| &l[i..]))
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn require(tool: &str, package: &str) {
+    let ok = Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{tool} is required (Debian package {package}; .ci/run installs it)"
+    );
+}
+
+/// A small H.264 clip (no B-frames, GOP `gop` frames at 25 fps) made with ffmpeg's test source.
+pub fn make_clip(dir: &Path, secs: u32, kbit: u32, gop: u32) -> PathBuf {
+    require("ffmpeg", "ffmpeg");
+    let out = dir.join(format!("clip-{kbit}k.mp4"));
+    let status = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25",
+            "-t",
+            &secs.to_string(),
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "0",
+            "-g",
+            &gop.to_string(),
+        ])
+        .args([
+            "-keyint_min",
+            &gop.to_string(),
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-b:v",
+            &format!("{kbit}k"),
+            "-minrate",
+            &format!("{kbit}k"),
+            "-maxrate",
+            &format!("{kbit}k"),
+        ])
+        .args([
+            "-bufsize",
+            &format!("{}k", kbit / 2),
+            "-x264-params",
+            "nal-hrd=cbr:force-cfr=1",
+        ])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg could not make the test clip");
+    out
+}
+
+fn python_with_gi() -> &'static str {
+    // The Debian python3 has python3-gi; a python3 earlier on PATH (pyenv) may not.
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// GStreamer's RTSP server (tests/peers/gst_rtsp_server.py) serving `clip` on `port`.
+pub fn gst_server(port: u16, clip: &Path, extra: &[&str]) -> Proc {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/gst_rtsp_server.py");
+    let mut cmd = Command::new(python_with_gi());
+    cmd.arg(script)
+        .args(["--port", &port.to_string(), "--clip"])
+        .arg(clip)
+        .args(extra);
+    let mut p = Proc::spawn(cmd);
+    let stdout = p.child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("READY") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+        panic!(
+            "GStreamer RTSP server did not start (needs python3-gi, gir1.2-gst-rtsp-server-1.0, \
+             gstreamer1.0-plugins-good/bad; .ci/run installs them):\n{}",
+            p.log()
+        );
+    }
+    p
+}
+
+/// The built-in test camera (`mediagraph camera`), serving /cam1 … /camN.
+pub fn camera(port: u16, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagraph"));
+    cmd.args(["camera", "--port", &port.to_string()])
+        .args(extra);
+    let mut p = Proc::spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(p.is_running(), "test camera exited:\n{}", p.log());
+        assert!(
+            Instant::now() < deadline,
+            "test camera did not listen:\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p
+}
+
+/// One asset sink per URL, cache `cache_mib`, PT30S unless `segment` says otherwise.
+pub fn write_topology(dir: &Path, urls: &[&str], cache_mib: u64, segment: &str) -> PathBuf {
+    let sources: Vec<serde_json::Value> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            serde_json::json!({
+                "@type": "#Microsoft.Media.MediaGraphRtspSource",
+                "name": format!("cam{}", i + 1),
+                "transport": "tcp",
+                "endpoint": {
+                    "@type": "#Microsoft.Media.MediaGraphUnsecuredEndpoint",
+                    "url": format!("${{url{}}}", i + 1),
+                    "credentials": {
+                        "@type": "#Microsoft.Media.MediaGraphUsernamePasswordCredentials",
+                        "username": "${user}",
+                        "password": "${password}"
+                    }
+                }
+            })
+        })
+        .collect();
+    let sinks: Vec<serde_json::Value> = (0..urls.len())
+        .map(|i| {
+            serde_json::json!({
+                "@type": "#Microsoft.Media.MediaGraphAssetSink",
+                "name": format!("sink{}", i + 1),
+                "assetNamePattern": format!("cam{}-${{System.GraphInstanceName}}", i + 1),
+                "segmentLength": segment,
+                "localMediaCacheMaximumSizeMiB": cache_mib.to_string(),
+                "localMediaCachePath": "/var/lib/mediagraph/cache",
+                "inputs": [{"nodeName": format!("cam{}", i + 1),
+                            "outputSelectors": [{"property": "mediaType", "operator": "is", "value": "video"}]}]
+            })
+        })
+        .collect();
+    let mut parameters = vec![
+        serde_json::json!({"name": "user", "type": "String", "default": "admin"}),
+        serde_json::json!({"name": "password", "type": "SecretString", "default": "secret"}),
+    ];
+    for (i, u) in urls.iter().enumerate() {
+        parameters.push(
+            serde_json::json!({"name": format!("url{}", i + 1), "type": "String", "default": u}),
+        );
+    }
+    let topology = serde_json::json!({
+        "name": "RecordTest",
+        "@apiVersion": "2.0",
+        "properties": {"parameters": parameters, "sources": sources, "sinks": sinks}
+    });
+    let path = dir.join("topology.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&topology).unwrap()).unwrap();
+    path
+}
+
+/// `mediagraph run` with progress lines every second.
+pub fn recorder(topology: &Path, data_dir: &Path, params: &[&str]) -> Proc {
+    recorder_with(topology, data_dir, params, &[])
+}
+
+/// Like [`recorder`], with extra command-line arguments (e.g. the asset store).
+pub fn recorder_with(topology: &Path, data_dir: &Path, params: &[&str], extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagraph"));
+    cmd.arg("run")
+        .arg(topology)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--progress-secs", "1"]);
+    for p in params {
+        cmd.args(["--param", p]);
+    }
+    cmd.args(extra);
+    cmd.env("RUST_LOG", "info");
+    Proc::spawn(cmd)
+}
+
+/// The cache directory of sink N (1-based) of the default instance.
+pub fn cache_dir(data_dir: &Path, sink: usize) -> PathBuf {
+    data_dir.join(format!("var/lib/mediagraph/cache/default-sink{sink}"))
+}
+
+/// A sealed segment as named on disk: `<id>_<run>_<seq>_<start>_<end>_<codecs>.<ext>`.
+#[derive(Clone, Debug)]
+pub struct Seg {
+    pub path: PathBuf,
+    pub id: u64,
+    pub run: u64,
+    pub seq: u64,
+    pub start: i64,
+    pub end: i64,
+}
+
+pub fn sealed(dir: &Path) -> Vec<Seg> {
+    let mut v: Vec<Seg> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(Result::ok).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let p: Vec<&str> = name.splitn(6, '_').collect();
+            if p.len() != 6 || !name.ends_with(".mp4") {
+                return None;
+            }
+            Some(Seg {
+                path: e.path(),
+                id: p[0].parse().ok()?,
+                run: p[1].parse().ok()?,
+                seq: p[2].parse().ok()?,
+                start: p[3].parse().ok()?,
+                end: p[4].parse().ok()?,
+            })
+        })
+        .collect();
+    v.sort_by_key(|s| s.id);
+    v
+}
+
+pub fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+pub fn gaps(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("gaps.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// What ffprobe/ffmpeg say about one segment's video.
+#[derive(Debug)]
+pub struct Probe {
+    /// (pts seconds, duration seconds, keyframe), in decode order.
+    pub packets: Vec<(f64, f64, bool)>,
+    pub decode_errors: String,
+}
+
+impl Probe {
+    pub fn first_pts(&self) -> f64 {
+        self.packets[0].0
+    }
+    pub fn end_pts(&self) -> f64 {
+        let last = self.packets.last().unwrap();
+        last.0 + last.1
+    }
+    pub fn duration(&self) -> f64 {
+        self.end_pts() - self.first_pts()
+    }
+}
+
+pub fn probe(path: &Path) -> Probe {
+    require("ffprobe", "ffmpeg");
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,duration_time,flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    let packets = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            Some((
+                f.first()?.parse().ok()?,
+                f.get(1)?.parse().ok()?,
+                f.get(2)?.contains('K'),
+            ))
+        })
+        .collect();
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let mut decode_errors = String::from_utf8_lossy(&out.stderr).into_owned();
+    decode_errors.push_str(&String::from_utf8_lossy(&dec.stderr));
+    if !dec.status.success() {
+        decode_errors.push_str("ffmpeg decode failed");
+    }
+    Probe {
+        packets,
+        decode_errors,
+    }
+}
+
+/// The acceptance checks of one recording: every segment decodes without errors and starts
+/// with a keyframe; a segment followed by another of its run lasts segmentLength ± one GOP;
+/// consecutive segments of a run leave no hole (media time and wall time) over one frame.
+pub fn check_segments(
+    segs: &[Seg],
+    segment_secs: f64,
+    gop_secs: f64,
+    frame_secs: f64,
+) -> Vec<Probe> {
+    let probes: Vec<Probe> = segs.iter().map(|s| probe(&s.path)).collect();
+    for (s, p) in segs.iter().zip(&probes) {
+        assert!(
+            p.decode_errors.trim().is_empty(),
+            "{}: decode errors: {}",
+            s.path.display(),
+            p.decode_errors
+        );
+        assert!(
+            !p.packets.is_empty(),
+            "{}: no video packets",
+            s.path.display()
+        );
+        assert!(
+            p.packets[0].2,
+            "{}: does not start with a keyframe",
+            s.path.display()
+        );
+        let wall = (s.end - s.start) as f64 / TICKS as f64;
+        assert!(
+            (wall - p.duration()).abs() <= frame_secs + 0.01,
+            "{}: index says {wall:.3} s, media {:.3} s",
+            s.path.display(),
+            p.duration()
+        );
+    }
+    for i in 1..segs.len() {
+        let (a, b) = (&segs[i - 1], &segs[i]);
+        if a.run != b.run {
+            continue;
+        }
+        let d = probes[i - 1].duration();
+        assert!(
+            (d - segment_secs).abs() <= gop_secs + 0.01,
+            "{}: {d:.3} s is not {segment_secs} s ± one GOP ({gop_secs} s)",
+            a.path.display()
+        );
+        let hole = probes[i].first_pts() - probes[i - 1].end_pts();
+        assert!(
+            hole.abs() <= frame_secs + 0.001,
+            "media hole of {hole:.3} s between {} and {}",
+            a.path.display(),
+            b.path.display()
+        );
+        let wall_hole = (b.start - a.end) as f64 / TICKS as f64;
+        assert!(
+            wall_hole.abs() <= frame_secs,
+            "wall-clock hole of {wall_hole:.3} s between {} and {}",
+            a.path.display(),
+            b.path.display()
+        );
+    }
+    probes
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Proc {
+    /// Waits until the recorder logged an event of this type (e.g. `RecordingStarted`); the
+    /// first start of a data directory compiles the plugins, which takes a while in debug builds.
+    pub fn wait_event(&mut self, kind: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(kind) {
+            assert!(
+                self.is_running(),
+                "recorder exited while waiting for {kind}:\n{}",
+                self.log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

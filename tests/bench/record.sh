@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Benchmark of continuous recording: N cameras of 720p 2 Mbit/s H.264 (25 fps, 1 s GOP) served by
+# the built-in test camera, recorded in the same run by
+#   - mediagraph: one `mediagraph run` process recording all N graph instances, and
+#   - ffmpeg: one `ffmpeg -rtsp_transport tcp -i URL -c copy -f segment -segment_time 30` per camera.
+# After a warm-up, CPU time (utime+stime from /proc) is measured over DURATION seconds; peak RSS
+# is VmHWM. Prints CPU-seconds per camera-minute, peak RSS per camera, the ratios, and the frames
+# mediagraph recorded vs the frames the camera served in that time.
+#
+# usage: tests/bench/record.sh [N ...]          default N: 1 8 32 100
+#        DURATION=60 WARMUP=15 tests/bench/record.sh 8
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${DURATION:-60}
+WARMUP=${WARMUP:-15}
+COUNTS=("$@")
+[ ${#COUNTS[@]} -eq 0 ] && COUNTS=(1 8 32 100)
+
+cargo build --release -p mediagraph >&2
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/mediagraph
+TOPOLOGY=$PWD/topologies/cvr-asset/topology.json
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+HZ=$(getconf CLK_TCK)
+
+mkdir -p "$WORK/clip"
+ffmpeg -v error -f lavfi -i "testsrc2=size=1280x720:rate=25:duration=6" -c:v libx264 -preset veryfast \
+  -profile:v main -pix_fmt yuv420p -bf 0 -g 25 -keyint_min 25 -sc_threshold 0 \
+  -b:v 2M -maxrate 2M -bufsize 2M -f h264 "$WORK/clip/video.h264"
+
+cpu_ticks() { # utime+stime of the given pids
+  local t=0
+  for p in "$@"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+hwm_kib() { # sum of peak RSS of the given pids
+  local t=0
+  for p in "$@"; do
+    t=$((t + $(awk '/VmHWM/ {print $2}' "/proc/$p/status")))
+  done
+  echo "$t"
+}
+
+printf '%5s | %22s | %22s | %17s | %19s | %s\n' N "mediagraph CPU-s/cam-min" "ffmpeg CPU-s/cam-min" "CPU ratio mg/ff" "RSS/cam mg | ff MiB" "frames recorded/served (dropped)"
+for N in "${COUNTS[@]}"; do
+  PORT=$((20000 + RANDOM % 20000))
+  "$BIN" camera --port "$PORT" --count "$N" --clip "$WORK/clip" 2>"$WORK/camera-$N.log" &
+  PIDS+=($!)
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break; sleep 0.1; done
+  INST=()
+  for i in $(seq "$N"); do
+    f="$WORK/instance-$N-$i.json"
+    printf '{"@apiVersion":"2.0","name":"cam%s","properties":{"topologyName":"CVRToAsset","parameters":[{"name":"rtspUrl","value":"rtsp://127.0.0.1:%s/cam%s"}]}}' "$i" "$PORT" "$i" >"$f"
+    INST+=(--instance "$f")
+  done
+  RUST_LOG=info "$BIN" run "$TOPOLOGY" "${INST[@]}" --data-dir "$WORK/mg-$N" --progress-secs 5 2>"$WORK/mg-$N.log" &
+  MG=$!
+  PIDS+=($MG)
+  FF=()
+  for i in $(seq "$N"); do
+    mkdir -p "$WORK/ff-$N/$i"
+    ffmpeg -nostdin -v error -rtsp_transport tcp -i "rtsp://127.0.0.1:$PORT/cam$i" -c copy -f segment \
+      -segment_time 30 "$WORK/ff-$N/$i/%05d.mp4" 2>"$WORK/ff-$N-$i.log" &
+    FF+=($!)
+    PIDS+=($!)
+  done
+  sleep "$WARMUP"
+  mg0=$(cpu_ticks "$MG"); ff0=$(cpu_ticks "${FF[@]}")
+  frames0=$(grep -a 'progress' "$WORK/mg-$N.log" | tail -n "$N" | sed -E 's/.* ([0-9]+) frames \(([0-9]+) dropped\).*/\1/' | paste -sd+ | bc || echo 0)
+  sleep "$DURATION"
+  mg1=$(cpu_ticks "$MG"); ff1=$(cpu_ticks "${FF[@]}")
+  mg_hwm=$(hwm_kib "$MG"); ff_hwm=$(hwm_kib "${FF[@]}")
+  last=$(grep -a 'progress' "$WORK/mg-$N.log" | tail -n "$N")
+  frames1=$(echo "$last" | sed -E 's/.* ([0-9]+) frames \(([0-9]+) dropped\).*/\1/' | paste -sd+ | bc || echo 0)
+  dropped=$(echo "$last" | sed -E 's/.* ([0-9]+) frames \(([0-9]+) dropped\).*/\2/' | paste -sd+ | bc || echo 0)
+  kill -INT "$MG"; wait "$MG" || true
+  for p in "${FF[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  for p in "${FF[@]}"; do wait "$p" 2>/dev/null || true; done
+  kill "${PIDS[0]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+  PIDS=()
+  awk -v n="$N" -v d="$DURATION" -v hz="$HZ" -v mg="$((mg1 - mg0))" -v ff="$((ff1 - ff0))" \
+      -v mgh="$mg_hwm" -v ffh="$ff_hwm" -v fr="$((frames1 - frames0))" -v dr="$dropped" 'BEGIN {
+    mgc = mg / hz / n / (d / 60); ffc = ff / hz / n / (d / 60);
+    served = n * 25 * d;
+    printf "%5d | %22.3f | %22.3f | %17.3f | %8.2f | %8.2f | %d/%d (progress-line window, %d dropped)\n",
+      n, mgc, ffc, (ffc > 0 ? mgc / ffc : 0), mgh / 1024 / n, ffh / 1024 / n, fr, served, dr
+  }'
+  rm -rf "$WORK/mg-$N" "$WORK/ff-$N"
+done
