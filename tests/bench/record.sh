@@ -51,7 +51,7 @@ hwm_kib() { # sum of peak RSS of the given pids
 printf '%5s | %22s | %22s | %17s | %19s | %s\n' N "mediagraph CPU-s/cam-min" "ffmpeg CPU-s/cam-min" "CPU ratio mg/ff" "RSS/cam mg | ff MiB" "frames recorded/served (dropped)"
 for N in "${COUNTS[@]}"; do
   PORT=$((20000 + RANDOM % 20000))
-  "$BIN" camera --port "$PORT" --count "$N" --clip "$WORK/clip" 2>"$WORK/camera-$N.log" &
+  "$BIN" camera --port "$PORT" --count "$N" --clip "$WORK/clip" >"$WORK/camera-$N.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break; sleep 0.1; done
   INST=()
