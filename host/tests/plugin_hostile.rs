@@ -3,9 +3,7 @@
 //! event naming the plugin and the fault, answered by the fallback, and other instances keep
 //! working.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use mediagraph::events::{Event, EventBus};
@@ -16,40 +14,13 @@ use mediagraph::plugin::types::{
 use mediagraph::plugin::{PLUGIN_FAULT_EVENT, PluginError, PluginHost};
 use mediagraph::time::Ticks90k;
 
+mod hostile_support;
+use hostile_support::hostile_dir;
+
 const SECOND: i64 = 90_000;
 /// Generous bound for one contained fault (the call deadline is ~50 ms); it only proves that a
 /// hostile call cannot hold the host.
 const CONTAINED_WITHIN: Duration = Duration::from_secs(3);
-
-/// Builds the hostile workspace once and returns a plugin directory holding its components.
-fn hostile_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile");
-        let target = ws.join("target");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(&ws)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
-            .arg(&target)
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("running cargo to build host/tests/hostile");
-        assert!(
-            status.success(),
-            "building host/tests/hostile for wasm32-wasip2 failed (rustup target add wasm32-wasip2?)"
-        );
-        let dir = target.join("plugin-dir");
-        std::fs::create_dir_all(&dir).unwrap();
-        for name in ["seg_hostile", "evict_hostile", "fmt_hostile", "not_a_plugin", "wrong_version"] {
-            let file = format!("{name}.wasm");
-            std::fs::copy(target.join("wasm32-wasip2/release").join(&file), dir.join(&file)).unwrap();
-        }
-        dir
-    })
-}
 
 fn host() -> (PluginHost, EventBus) {
     let events = EventBus::new();
@@ -315,6 +286,7 @@ fn samples() -> Vec<Sample> {
 #[test]
 fn a_faulty_formatter_is_replaced_by_format_cmaf_at_the_next_segment() {
     for (mode, fault) in [
+        (0, "invalidAnswer"),
         (1, "invalidAnswer"),
         (2, "invalidAnswer"),
         (3, "invalidAnswer"),

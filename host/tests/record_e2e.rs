@@ -2,6 +2,7 @@
 //! built-in test camera), the real binary, kill -9, and ffprobe/ffmpeg checks of every segment.
 //! Needs ffmpeg/ffprobe, python3-gi and gir1.2-gst-rtsp-server-1.0 (`.ci/run` installs them).
 
+mod hostile_support;
 mod record_support;
 
 use std::time::{Duration, Instant};
@@ -484,4 +485,51 @@ fn a_camera_that_stops_sending_is_detected_as_stalled_and_retried() {
         files(&cache_dir(&data, 1)),
         vec!["gaps.log", "uploaded.log"]
     );
+}
+
+/// A formatter plugin that answers nonsense (fmt_hostile leaves every sample out of its plan)
+/// is replaced by the default format-cmaf at the next keyframe: recording goes on in playable
+/// segments and the fault is reported naming the plugin.
+#[test]
+fn a_failing_formatter_plugin_is_replaced_and_recording_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &[]);
+    let url = format!("rtsp://127.0.0.1:{port}/cam1");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&topology).unwrap()).unwrap();
+    json["properties"]["sinks"][0]["plugins"] = serde_json::json!({"formatter": "fmt_hostile"});
+    std::fs::write(&topology, json.to_string()).unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("plugins")).unwrap();
+    std::fs::copy(
+        hostile_support::hostile_dir().join("fmt_hostile.wasm"),
+        data.join("plugins/fmt_hostile.wasm"),
+    )
+    .unwrap();
+
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    std::thread::sleep(Duration::from_secs(40));
+    let faults: Vec<serde_json::Value> = rec
+        .events()
+        .into_iter()
+        .filter(|e| e["eventType"] == "Mediagraph.Diagnostics.PluginFault")
+        .collect();
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!faults.is_empty(), "no PluginFault event: {log}");
+    assert!(
+        faults.iter().all(|e| e["body"]["plugin"] == "fmt_hostile"),
+        "{faults:?}"
+    );
+
+    let dir = cache_dir(&data, 1);
+    let segs = sealed(&dir);
+    assert!(segs.len() >= 2, "expected ≥ 2 segments: {:?}", files(&dir));
+    let probes = check_segments(&segs, 30.0, GOP, FRAME);
+    let total: f64 = probes.iter().map(Probe::duration).sum();
+    // Lost: at most the first fragment (≤ 2 s) and the wait for the next keyframe (≤ 1 GOP).
+    assert!(total >= 34.0, "recorded {total:.1} s of ~40 s");
 }

@@ -239,7 +239,10 @@ async fn record_loop(
             for item in items {
                 if let Err(e) = recorder.handle(item) {
                     tracing::error!(error = %e, "recording failed; the open segment is sealed and recording resumes at the next keyframe");
-                    let _ = recorder.end_run();
+                    if let Err(e) = recorder.abandon_segment() {
+                        tracing::error!(error = %e, "sealing after the failure failed too; recording resumes with the next run");
+                        let _ = recorder.end_run();
+                    }
                 }
             }
             recorder

@@ -299,6 +299,9 @@ fn verify(
 ) -> Result<Vec<Piece>, Fault> {
     let mut inline = 0usize;
     let mut pieces = Vec::with_capacity(plan.len());
+    // Media is never dropped or duplicated by a plan: each sample's payload is referenced
+    // exactly once, in order, byte for byte. `spliced[i]` is where sample i's next range must start.
+    let mut spliced = vec![0u32; samples.len()];
     for piece in plan {
         match piece {
             wit::Piece::Bytes(b) => {
@@ -325,6 +328,14 @@ fn verify(
                         r.offset, r.sample, sample.size
                     )));
                 }
+                let next = &mut spliced[r.sample as usize];
+                if r.offset != *next {
+                    return Err(Fault::InvalidAnswer(format!(
+                        "payload range {}..{end} of sample {} does not continue at byte {}",
+                        r.offset, r.sample, *next
+                    )));
+                }
+                *next = end as u32;
                 pieces.push(Piece::Payload(PayloadRange {
                     sample: r.sample,
                     offset: r.offset,
@@ -332,6 +343,17 @@ fn verify(
                 }));
             }
         }
+    }
+    if let Some((i, (done, sample))) = spliced
+        .iter()
+        .zip(samples)
+        .enumerate()
+        .find(|(_, (done, sample))| **done != sample.size)
+    {
+        return Err(Fault::InvalidAnswer(format!(
+            "plan splices {done} of the {} payload bytes of sample {i}",
+            sample.size
+        )));
     }
     Ok(pieces)
 }

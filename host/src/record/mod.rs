@@ -192,6 +192,27 @@ impl Recorder {
         result
     }
 
+    /// After a failed write: seals the open segment as far as it was durably written (whole
+    /// fragments only) and drops the fragment being built, but keeps the run, so recording
+    /// resumes at the run's next keyframe. By then the plugin host has replaced a faulty
+    /// formatter or switched to the default one.
+    pub fn abandon_segment(&mut self) -> Result<(), RecordError> {
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
+        };
+        let Some(seg) = run.segment.take() else {
+            return Ok(());
+        };
+        self.stats
+            .dropped_frames
+            .fetch_add(seg.samples.len() as u64, Ordering::Relaxed);
+        if seg.in_cache && self.cache.seal()?.is_some() {
+            run.next_sequence += 1;
+            self.stats.segments.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     fn on_frame(&mut self, f: Frame) -> Result<(), RecordError> {
         let Some(run) = self.run.as_mut() else {
             return Ok(());

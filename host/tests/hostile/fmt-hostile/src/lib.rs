@@ -1,5 +1,5 @@
 //! A formatter whose fragments are wrong in the way the first track's `width % 10` names:
-//! 1 a payload range past the end of its sample, 2 a range naming a sample that does not exist,
+//! 0 no payload at all (the media silently dropped), 1 a payload range past the end of its sample, 2 a range naming a sample that does not exist,
 //! 3 a megabyte of inline bytes, 4 a trap. `init` always succeeds.
 
 use std::cell::Cell;
