@@ -102,8 +102,24 @@ fn camera_reboot_starts_a_new_run_and_records_the_outage_as_a_gap() {
     let _server = gst_server(port, &clip, &[]);
     let outage = down.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(12));
+    // A reconnect is a gap inside one recording, not a new recording (LVA: RecordingStarted
+    // at activation, RecordingStopped at deactivation).
+    let operational = |kind: &str| {
+        rec.events()
+            .iter()
+            .filter(|e| e["eventType"] == format!("Microsoft.Media.Graph.Operational.{kind}"))
+            .count()
+    };
+    assert_eq!(operational("RecordingStarted"), 1);
+    assert_eq!(operational("RecordingStopped"), 0);
     let (code, log) = rec.stop();
     assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        log.matches("\"Microsoft.Media.Graph.Operational.RecordingStopped\"")
+            .count(),
+        1,
+        "{log}"
+    );
 
     let segs = sealed(&dir);
     let runs: std::collections::BTreeSet<u64> = segs.iter().map(|s| s.run).collect();

@@ -214,12 +214,12 @@ async fn outage_evicts_oldest_and_restore_uploads_oldest_first_leaving_one_gap()
     }
 
     let kinds: Vec<String> = events.recent().into_iter().map(|e| e.event_type).collect();
+    // RecordingStarted/Stopped belong to the recorder, which this test does not run.
     for kind in [
-        "Microsoft.Media.Graph.Operational.RecordingStarted",
+        "Microsoft.Media.Graph.Operational.RecordingAvailable",
         "Microsoft.Media.Graph.Diagnostics.StorageError",
         "Mediagraph.Diagnostics.UploadCatchUp",
         "Mediagraph.Diagnostics.UploadCaughtUp",
-        "Microsoft.Media.Graph.Operational.RecordingStopped",
     ] {
         assert!(kinds.iter().any(|k| k == kind), "no {kind}");
     }

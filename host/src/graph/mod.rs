@@ -257,7 +257,7 @@ async fn record_loop(
         }
     }
     let _ = tokio::task::spawn_blocking(move || {
-        if let Err(e) = recorder.end_run() {
+        if let Err(e) = recorder.finish() {
             tracing::error!(error = %e, "sealing the last segment failed");
         }
         if let Err(e) = cache.close() {

@@ -65,6 +65,8 @@ pub struct Recorder {
     /// Cause of the gap between the newest recorded media and the next run.
     gap_cause: GapCause,
     run: Option<Run>,
+    /// RecordingStarted was emitted (on the first durable fragment of this activation).
+    recording_started: bool,
 }
 
 struct Run {
@@ -76,7 +78,6 @@ struct Run {
     last_duration: Vec<i64>,
     next_sequence: u64,
     gap_recorded: bool,
-    started_event: bool,
     segment: Option<OpenSegment>,
 }
 
@@ -119,6 +120,7 @@ impl Recorder {
                 GapCause::RecorderStopped
             },
             run: None,
+            recording_started: false,
         }
     }
 
@@ -141,7 +143,6 @@ impl Recorder {
                     last_duration: vec![0; n],
                     next_sequence: 0,
                     gap_recorded: false,
-                    started_event: false,
                     segment: None,
                 });
                 Ok(())
@@ -184,9 +185,15 @@ impl Recorder {
             self.place(f, d)?;
         }
         let result = self.close_segment();
-        if let Some(run) = self.run.take()
-            && run.started_event
-        {
+        self.run = None;
+        result
+    }
+
+    /// Deactivation: seals what is open and reports the end of the recording (once, as LVA
+    /// does; camera reconnects within an activation are gaps, not new recordings).
+    pub fn finish(&mut self) -> Result<(), RecordError> {
+        let result = self.end_run();
+        if self.recording_started {
             self.emit_operational("RecordingStopped");
         }
         result
@@ -475,8 +482,8 @@ impl Recorder {
         seg.fragment_sequence += 1;
         let bytes: u64 = slices.iter().map(|s| s.len() as u64).sum();
         self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if !run.started_event {
-            run.started_event = true;
+        if !self.recording_started {
+            self.recording_started = true;
             self.emit_operational("RecordingStarted");
         }
         Ok(())
