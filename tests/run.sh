@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite: builds the default plugins for wasm32-wasip2, checks formatting and
 # lints, then runs every test (unit, contract, end-to-end against real peers).
-# Needs the Debian packages and npm packages that .ci/run installs.
+# Installs the peers it needs when they are missing (tests/install-peers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# RUSTUP_AUTO_INSTALL=0 may be set, so the plugin target is added explicitly.
-rustup target add wasm32-wasip2
-
-# Test peers from npm (Azurite), pinned in tests/package-lock.json, into tests/node_modules.
-npm ci --prefix tests --no-audit --no-fund --loglevel=error
+# On a fresh machine the peers are missing: install them (CI's .ci/run always does).
+if ! command -v ffprobe >/dev/null ||
+  ! python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null ||
+  ! rustup target list --installed | grep -qx wasm32-wasip2 ||
+  [ ! -d tests/node_modules/azurite ]; then
+  bash tests/install-peers.sh
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Serve the built-in RTSP test camera (a looping clip on /cam1 … /camN).
     Camera(mediagraph::camera::cli::CameraArgs),
+    /// Record the built-in test camera with the shipped CVR topology (Ctrl-C stops).
+    Demo(mediagraph::graph::demo::DemoArgs),
     /// Record one graph instance in the foreground until Ctrl-C or SIGTERM.
     Run(mediagraph::graph::cli::RunArgs),
     /// Check a topology (and optional instance) and print what would be recorded.
@@ -50,6 +52,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Camera(args) => mediagraph::camera::cli::run(args).await?,
         Command::Plugins(cmd) => mediagraph::plugin::cli::run(&cmd, &mut std::io::stdout().lock())?,
+        Command::Demo(args) => return Ok(mediagraph::graph::demo::demo(args).await?),
         Command::Run(args) => return Ok(mediagraph::graph::cli::run(&args).await?),
         Command::Assets(cmd) => mediagraph::upload::cli::run(&cmd, &mut std::io::stdout()).await?,
         Command::Validate { args, dirs } => {

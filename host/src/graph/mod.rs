@@ -6,6 +6,7 @@
 //! other than through `cache`.
 
 pub mod cli;
+pub mod demo;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
