@@ -202,11 +202,13 @@ impl Recorder {
     /// After a failed write: seals the open segment as far as it was durably written (whole
     /// fragments only) and drops the fragment being built, but keeps the run, so recording
     /// resumes at the run's next keyframe. By then the plugin host has replaced a faulty
-    /// formatter or switched to the default one.
+    /// formatter or switched to the default one. The segmenter starts over too, so the next
+    /// segment's length counts from its own start.
     pub fn abandon_segment(&mut self) -> Result<(), RecordError> {
         let Some(run) = self.run.as_mut() else {
             return Ok(());
         };
+        self.plugins.segmenter.reset();
         let Some(seg) = run.segment.take() else {
             return Ok(());
         };
