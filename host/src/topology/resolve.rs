@@ -404,23 +404,7 @@ impl<'t, 'r> Builder<'t, 'r> {
             .iter()
             .filter_map(|n| n.name.as_deref())
             .collect();
-        loop {
-            let before = reached.len();
-            for (name, (_, _, node)) in &self.nodes {
-                if node
-                    .inputs
-                    .iter()
-                    .flatten()
-                    .filter_map(|i| i.node_name.as_deref())
-                    .any(|i| reached.contains(i))
-                {
-                    reached.insert(name);
-                }
-            }
-            if reached.len() == before {
-                break;
-            }
-        }
+        self.extend_downstream(&mut reached);
         for (i, sink) in topology.sinks.iter().enumerate() {
             let Some(name) = sink.name.as_deref() else {
                 continue;
@@ -509,21 +493,27 @@ impl<'t, 'r> Builder<'t, 'r> {
             }
         }
         // Whatever is fed by a node on a cycle cannot be reached from a source either.
+        self.extend_downstream(&mut tainted);
+        tainted
+    }
+
+    /// Adds to `set` every node fed, directly or through others, by a node already in it.
+    fn extend_downstream(&self, set: &mut HashSet<&'t str>) {
         loop {
-            let before = tainted.len();
+            let before = set.len();
             for (name, (_, _, node)) in &self.nodes {
                 if node
                     .inputs
                     .iter()
                     .flatten()
                     .filter_map(|i| i.node_name.as_deref())
-                    .any(|i| tainted.contains(i))
+                    .any(|i| set.contains(i))
                 {
-                    tainted.insert(name);
+                    set.insert(name);
                 }
             }
-            if tainted.len() == before {
-                return tainted;
+            if set.len() == before {
+                return;
             }
         }
     }
