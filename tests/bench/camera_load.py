@@ -3,7 +3,7 @@
 with N minimal RTSP/TCP clients (asyncio, video track, checks RTP sequence numbers), and prints
 the camera's CPU seconds and peak RSS over the measured window, and per-client rate/fps/gaps.
 
-usage: bench/camera/load.py MEDIAGRAPH_BINARY CLIP_DIR N [SECONDS] [PORT]
+usage: tests/bench/camera_load.py MEDIAGRAPH_BINARY CLIP_DIR N [SECONDS] [PORT]
 (make CLIP_DIR with the 720p command in host/assets/camera/README.md)
 """
 import asyncio
