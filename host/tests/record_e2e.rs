@@ -430,14 +430,7 @@ fn records_h265_video_with_aac_audio_when_the_sink_selects_audio() {
     let _camera = camera(port, &["--codec", "h265", "--audio"]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
     let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
-    // No outputSelectors: the sink takes audio and video.
-    let mut t: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&topology).unwrap()).unwrap();
-    t["properties"]["sinks"][0]["inputs"][0]
-        .as_object_mut()
-        .unwrap()
-        .remove("outputSelectors");
-    std::fs::write(&topology, t.to_string()).unwrap();
+    select_audio_and_video(&topology);
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
     rec.wait_event("RecordingStarted", STARTUP);
@@ -548,4 +541,192 @@ fn a_failing_formatter_plugin_is_replaced_and_recording_goes_on() {
     let total: f64 = probes.iter().map(Probe::duration).sum();
     // Lost: at most the first fragment (≤ 2 s) and the wait for the next keyframe (≤ 1 GOP).
     assert!(total >= 34.0, "recorded {total:.1} s of ~40 s");
+}
+
+/// A camera sending H.264 video with G.711 (PCMU) audio to a sink that selects audio: the
+/// audio track is reported by codec and track, and the video is recorded on its own.
+#[test]
+fn g711_audio_is_reported_and_the_h264_video_is_still_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = gst_launch_server(
+        port,
+        "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bframes=0 \
+         ! rtph264pay name=pay0 pt=96 config-interval=-1 \
+         audiotestsrc is-live=true ! audio/x-raw,rate=8000,channels=1 ! mulawenc \
+         ! rtppcmupay name=pay1 )",
+    );
+    let url = format!("rtsp://127.0.0.1:{port}/stream");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    select_audio_and_video(&topology);
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    // One PT30S segment seals while recording; the rest is sealed at stop.
+    std::thread::sleep(Duration::from_secs(36));
+    let events = rec.events();
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let format_errors = diagnostics(&events, "MediaFormatError");
+    assert!(!format_errors.is_empty(), "no MediaFormatError:\n{log}");
+    for e in &format_errors {
+        let body = &e["body"];
+        assert_eq!(body["code"], "UnsupportedCodec", "{e}");
+        assert_eq!(body["mediaType"], "audio", "{e}");
+        assert_eq!(body["encoding"], "PCMU", "{e}");
+        assert_eq!(body["track"], 1, "{e}");
+        let message = body["errorMessage"].as_str().unwrap();
+        assert!(
+            message.contains("audio track 1 (PCMU, 8000 Hz)"),
+            "{message}"
+        );
+        assert_eq!(e["subject"], "/graphInstances/default/sources/cam1");
+    }
+
+    let dir = cache_dir(&data, 1);
+    let segs = sealed(&dir);
+    assert!(segs.len() >= 2, "expected ≥ 2 segments: {:?}", files(&dir));
+    let probes = check_segments(&segs, 30.0, GOP, FRAME);
+    let total: f64 = probes.iter().map(Probe::duration).sum();
+    assert!(total >= 34.0, "recorded {total:.1} s of ~36 s");
+    for s in &segs {
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "stream=codec_name"])
+            .args(["-of", "csv=p=0"])
+            .arg(&s.path)
+            .output()
+            .unwrap();
+        let codecs = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            codecs.split_whitespace().collect::<Vec<_>>(),
+            ["h264"],
+            "{}",
+            s.path.display()
+        );
+    }
+    assert!(
+        files(&dir)
+            .iter()
+            .all(|f| !f.ends_with(".open") && !f.ends_with(".journal")),
+        "{:?}",
+        files(&dir)
+    );
+}
+
+/// A camera offering only MJPEG: each attempt reports that nothing is recordable (naming the
+/// track and codec), attempts back off exponentially, and the cache stays empty.
+#[test]
+fn an_mjpeg_only_camera_is_reported_and_retried_with_backoff() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = gst_launch_server(
+        port,
+        "( videotestsrc is-live=true ! video/x-raw,format=I420,width=320,height=240,framerate=5/1 \
+         ! jpegenc ! rtpjpegpay name=pay0 pt=26 )",
+    );
+    let url = format!("rtsp://127.0.0.1:{port}/stream");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("MediaFormatError", STARTUP);
+    std::thread::sleep(Duration::from_secs(14));
+    assert!(
+        rec.is_running(),
+        "the recorder must survive an unrecordable camera:\n{}",
+        rec.log()
+    );
+    let events = rec.events();
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let attempts = diagnostics(&events, "MediaFormatError");
+    for e in &attempts {
+        assert_eq!(e["body"]["code"], "UnsupportedCodec", "{e}");
+        let message = e["body"]["errorMessage"].as_str().unwrap();
+        assert!(
+            message.contains("nothing recordable") && message.contains("video track 0 (JPEG"),
+            "{message}"
+        );
+    }
+    // Backoff 0.5 s, 1 s, 2 s, 4 s, 8 s (±25 %): about 5 attempts in the first 14 s, each
+    // pause longer than the one before; a hot loop would make hundreds.
+    assert!(
+        (4..=7).contains(&attempts.len()),
+        "{} attempts in ~14 s:\n{log}",
+        attempts.len()
+    );
+    let times: Vec<f64> = attempts.iter().map(|e| event_secs(e)).collect();
+    let pauses: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!("{} attempts, pauses (s): {pauses:.3?}", attempts.len());
+    assert!(pauses[0] >= 0.3, "first retry after {:.3} s", pauses[0]);
+    assert!(
+        pauses.windows(2).all(|p| p[1] > p[0]),
+        "pauses between attempts do not grow: {pauses:.3?}"
+    );
+    assert!(
+        diagnostics(&events, "MediaSessionEstablished").is_empty(),
+        "no session may be played:\n{log}"
+    );
+    assert!(!log.contains("RecordingStarted"), "{log}");
+    assert_eq!(
+        files(&cache_dir(&data, 1)),
+        vec!["gaps.log", "uploaded.log"],
+        "leaked files"
+    );
+}
+
+/// x265's open-GOP keyframes are CRA pictures, which retina does not flag as random access
+/// points: the host recognises every IRAP itself, so segments still start on time (on CRA
+/// pictures) and decode without errors.
+#[test]
+fn h265_open_gop_cra_keyframes_start_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 7 s loops: the only IDR is the first picture of each loop, so a 30 s cut falls on a CRA.
+    let clip = make_h265_open_gop_clip(&tmp.path().join("clip"), 7);
+    let types = h265_nal_types(&std::fs::read(clip.join("video.h265")).unwrap());
+    let pictures: Vec<u8> = types.into_iter().filter(|t| *t < 32).collect();
+    assert_eq!(
+        pictures
+            .iter()
+            .filter(|t| (16..=21).contains(*t))
+            .copied()
+            .collect::<Vec<u8>>(),
+        [20, 21, 21, 21, 21, 21, 21],
+        "the clip should have one IDR, then CRA keyframes"
+    );
+    let port = free_port();
+    let clip_arg = clip.to_string_lossy().into_owned();
+    let _camera = camera(port, &["--codec", "h265", "--clip", &clip_arg]);
+    let url = format!("rtsp://127.0.0.1:{port}/cam1");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    std::thread::sleep(Duration::from_secs(36));
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let dir = cache_dir(&data, 1);
+    let segs = sealed(&dir);
+    assert!(segs.len() >= 2, "expected ≥ 2 segments: {:?}", files(&dir));
+    // Decodes with no errors, starts with a keyframe, 30 s ± one GOP, no holes.
+    let probes = check_segments(&segs, 30.0, GOP, FRAME);
+    let total: f64 = probes.iter().map(Probe::duration).sum();
+    assert!(total >= 34.0, "recorded {total:.1} s of ~36 s");
+    let starts: Vec<Option<u8>> = segs
+        .iter()
+        .map(|s| first_h265_picture_type(&s.path))
+        .collect();
+    assert!(
+        starts
+            .iter()
+            .all(|t| t.is_some_and(|t| (16..=21).contains(&t))),
+        "every segment starts with an IRAP picture: {starts:?}"
+    );
+    assert!(
+        starts.contains(&Some(21)),
+        "a segment should start on a CRA picture: {starts:?}"
+    );
 }

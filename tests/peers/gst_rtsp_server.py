@@ -5,7 +5,12 @@ loop, in real time, with continuous timestamps, over RTSP (clients choose TCP in
 The clip is demuxed once into memory; each client session gets its own pipeline whose appsrc is
 fed access units paced by the wall clock, with timestamps that keep increasing across loops.
 
-usage: gst_rtsp_server.py --port P --clip clip.mp4 [--path /stream] [--user U --password P]
+With --launch instead of --clip, each session runs the given gst-rtsp-server launch line (live
+test sources and encoders, payloaders named pay0, pay1, ...), e.g. to serve codecs the
+recorder does not support (G.711, MJPEG) next to ones it does.
+
+usage: gst_rtsp_server.py --port P (--clip clip.mp4 | --launch "( ... )") [--path /stream]
+                          [--user U --password P]
 Prints "READY rtsp://127.0.0.1:P/stream" on stdout once listening.
 """
 import argparse
@@ -82,7 +87,9 @@ class Feeder(threading.Thread):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--clip", required=True)
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--clip")
+    source.add_argument("--launch")
     ap.add_argument("--path", default="/stream")
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--user")
@@ -90,24 +97,26 @@ def main():
     args = ap.parse_args()
 
     Gst.init(None)
-    caps, frames = load_clip(args.clip)
-    frame_ns = Gst.SECOND // args.fps
-
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(
-        f'( appsrc name=src is-live=true format=time caps="{caps}" ! h264parse ! '
-        "rtph264pay name=pay0 pt=96 config-interval=-1 )"
-    )
     factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
+    if args.launch:
+        factory.set_launch(args.launch)
+    else:
+        caps, frames = load_clip(args.clip)
+        frame_ns = Gst.SECOND // args.fps
+        factory.set_launch(
+            f'( appsrc name=src is-live=true format=time caps="{caps}" ! h264parse ! '
+            "rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
 
-    def configure(_factory, media):
-        src = media.get_element().get_child_by_name("src")
-        Feeder(src, frames, frame_ns).start()
+        def configure(_factory, media):
+            src = media.get_element().get_child_by_name("src")
+            Feeder(src, frames, frame_ns).start()
 
-    factory.connect("media-configure", configure)
+        factory.connect("media-configure", configure)
     if args.user:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()

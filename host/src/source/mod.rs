@@ -1,7 +1,8 @@
 //! RTSP ingest of one camera with `retina`: sessions, runs and wall-clock time.
 //!
 //! Owns: connecting over RTSP/TCP interleaved with the topology's credentials, choosing the
-//! tracks to record (H.264/H.265 video, AAC audio when asked), reconnecting forever with
+//! tracks to record (H.264/H.265 video, AAC audio when asked; other codecs are reported),
+//! recognising keyframes (H.265 IRAP pictures, not only IDR), reconnecting forever with
 //! exponential backoff and jitter, stall detection, TEARDOWN on close, mapping media time to
 //! wall-clock 90 kHz ticks per run ([`clock`]) and the LVA diagnostics about the session.
 //!
@@ -168,7 +169,7 @@ pub enum SourceError {
     Network(String),
     #[error("protocol: {0}")]
     Protocol(String),
-    #[error("no supported video track ({0})")]
+    #[error("nothing recordable: the camera offers {0}; supported: {SUPPORTED}")]
     NoVideo(String),
     #[error("timed out after {0:?} during {1}")]
     Timeout(Duration, &'static str),
@@ -229,9 +230,9 @@ impl SourceError {
                 "ProtocolError",
                 json!({"protocol": "rtsp", "errorCode": "InvalidResponse", "errorMessage": m}),
             ),
-            Self::NoVideo(m) => (
+            Self::NoVideo(_) => (
                 "MediaFormatError",
-                json!({"code": "UnsupportedCodec", "errorMessage": m}),
+                json!({"code": "UnsupportedCodec", "errorMessage": self.to_string()}),
             ),
         }
     }
@@ -366,16 +367,31 @@ async fn session(
     .map_err(|e| (SourceError::from_retina("DESCRIBE", e), false))?;
     let sdp = String::from_utf8_lossy(described.sdp()).into_owned();
 
-    let chosen = choose_tracks(described.streams(), cfg, events);
+    let (chosen, unsupported) = choose_tracks(described.streams(), cfg);
     if !chosen.iter().any(|c| c.codec != TrackCodec::Aac) {
+        // One diagnostic per attempt, naming everything offered: there is nothing to record.
         let offered: Vec<String> = described
             .streams()
             .iter()
-            .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+            .enumerate()
+            .map(|(i, s)| describe_track(i, s))
             .collect();
-        return Err((
-            SourceError::NoVideo(format!("offered: {}", offered.join(", "))),
-            false,
+        return Err((SourceError::NoVideo(offered.join(", ")), false));
+    }
+    for (i, s) in unsupported {
+        events.emit(Event::new(
+            format!("{DIAGNOSTICS}.MediaFormatError"),
+            cfg.subject.clone(),
+            json!({
+                "code": "UnsupportedCodec",
+                "mediaType": s.media(),
+                "track": i,
+                "encoding": s.encoding_name().to_ascii_uppercase(),
+                "errorMessage": format!(
+                    "{} is not recorded: unsupported codec; the other tracks are recorded (supported: {SUPPORTED})",
+                    describe_track(i, s)
+                ),
+            }),
         ));
     }
     for c in &chosen {
@@ -422,28 +438,27 @@ async fn session(
             Ok(Some(Err(e))) => return Err((SourceError::from_retina("PLAY", e), run.is_some())),
             Ok(Some(Ok(item))) => item,
         };
-        let (stream_id, media, keyframe, new_params, data) = match item {
-            CodecItem::VideoFrame(f) => {
-                let new = f.has_new_parameters();
-                (
-                    f.stream_id(),
-                    f.timestamp(),
-                    f.is_random_access_point(),
-                    new,
-                    Bytes::from(f.into_data()),
-                )
-            }
-            CodecItem::AudioFrame(f) => (
-                f.stream_id(),
-                f.timestamp(),
-                true,
-                false,
-                Bytes::copy_from_slice(f.data()),
-            ),
+        let stream_id = match &item {
+            CodecItem::VideoFrame(f) => f.stream_id(),
+            CodecItem::AudioFrame(f) => f.stream_id(),
             _ => continue,
         };
         let Some(track) = chosen.iter().position(|c| c.stream == stream_id) else {
             continue;
+        };
+        let (media, keyframe, new_params, data) = match item {
+            CodecItem::VideoFrame(f) => {
+                let keyframe = match chosen[track].codec {
+                    TrackCodec::H265 => h265_is_irap(f.data()),
+                    _ => f.is_random_access_point(),
+                };
+                let new = f.has_new_parameters();
+                (f.timestamp(), keyframe, new, Bytes::from(f.into_data()))
+            }
+            CodecItem::AudioFrame(f) => {
+                (f.timestamp(), true, false, Bytes::copy_from_slice(f.data()))
+            }
+            _ => continue,
         };
         let host_now = Ticks90k::now();
         let streams = demuxed.streams();
@@ -522,14 +537,18 @@ fn to_90k(t: i64, clock: NonZeroU32) -> i64 {
     }
 }
 
-/// Picks the first H.264/H.265 video stream and, if wanted, the first AAC audio stream;
-/// reports every other media stream as unsupported.
-fn choose_tracks(
-    streams: &[retina::client::Stream],
+/// What the recorder can record, for diagnostics.
+const SUPPORTED: &str = "H.264 or H.265 video, AAC audio";
+
+/// Picks the first H.264/H.265 video stream and, if wanted, the first AAC audio stream; also
+/// returns the wanted media streams whose codec cannot be recorded (audio counts only when
+/// the sink selects audio).
+fn choose_tracks<'a>(
+    streams: &'a [retina::client::Stream],
     cfg: &SourceConfig,
-    events: &EventBus,
-) -> Vec<Chosen> {
+) -> (Vec<Chosen>, Vec<(usize, &'a retina::client::Stream)>) {
     let mut chosen: Vec<Chosen> = Vec::new();
+    let mut unsupported = Vec::new();
     for (i, s) in streams.iter().enumerate() {
         let enc = s.encoding_name().to_ascii_lowercase();
         let codec = match (s.media(), enc.as_str()) {
@@ -549,19 +568,47 @@ fn choose_tracks(
                 codec: c,
             }),
             None if s.media() == "video" || (s.media() == "audio" && cfg.audio) => {
-                events.emit(Event::new(
-                    format!("{DIAGNOSTICS}.MediaFormatError"),
-                    cfg.subject.clone(),
-                    json!({
-                        "code": "UnsupportedCodec",
-                        "errorMessage": format!("{} track {} ({}) is not recorded; supported: H.264, H.265, AAC", s.media(), i, s.encoding_name()),
-                    }),
-                ));
+                unsupported.push((i, s));
             }
             None => {}
         }
     }
-    chosen
+    (chosen, unsupported)
+}
+
+/// `audio track 1 (PCMU, 8000 Hz)`: how diagnostics name an SDP media stream.
+fn describe_track(i: usize, s: &retina::client::Stream) -> String {
+    format!(
+        "{} track {i} ({}, {} Hz)",
+        s.media(),
+        s.encoding_name().to_ascii_uppercase(),
+        s.clock_rate_hz()
+    )
+}
+
+/// Whether an H.265 access unit (4-byte length-prefixed NAL units) is an IRAP picture: all
+/// its VCL NAL units are BLA, IDR or CRA (types 16..=21). retina flags only IDR as a random
+/// access point, but cameras with open GOPs (x265's default) send CRA keyframes, and a
+/// decoder can start at any IRAP (it skips the RASL pictures that follow a leading CRA).
+fn h265_is_irap(mut au: &[u8]) -> bool {
+    let mut vcl = false;
+    while let Some((len, rest)) = au.split_first_chunk::<4>() {
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some(nal) = rest.get(..len) else {
+            return false; // malformed framing: do not start a segment here
+        };
+        if let Some(&header) = nal.first() {
+            let t = (header >> 1) & 0x3f;
+            if t < 32 {
+                if !(16..=21).contains(&t) {
+                    return false;
+                }
+                vcl = true;
+            }
+        }
+        au = &rest[len..];
+    }
+    vcl
 }
 
 fn params_of(stream: &retina::client::Stream, codec: TrackCodec) -> Option<TrackParams> {
@@ -639,6 +686,32 @@ mod tests {
         let (kind, body) = e.diagnostic();
         assert_eq!(kind, "AuthenticationError");
         assert_eq!(body["errorCode"], "401");
+    }
+
+    /// 4-byte length-prefixed NAL units with the given H.265 types (2-byte header + 1 byte).
+    fn h265_au(types: &[u8]) -> Vec<u8> {
+        types
+            .iter()
+            .flat_map(|t| [0, 0, 0, 3, t << 1, 1, 0xaf])
+            .collect()
+    }
+
+    #[test]
+    fn h265_irap_pictures_are_keyframes_whatever_their_type() {
+        // BLA_W_LP, BLA_N_LP, IDR_W_RADL, IDR_N_LP, CRA, each after an AUD and prefix SEI.
+        for t in [16, 18, 19, 20, 21] {
+            assert!(h265_is_irap(&h265_au(&[35, 39, t])), "type {t}");
+            assert!(h265_is_irap(&h265_au(&[t, t])), "two slices of type {t}");
+        }
+        // TRAIL_R, RASL_N, RADL_R, reserved IRAP 22: not a place to start decoding here.
+        for t in [1, 8, 7, 22] {
+            assert!(!h265_is_irap(&h265_au(&[35, t])), "type {t}");
+        }
+        assert!(!h265_is_irap(&h265_au(&[35, 39])), "no picture");
+        assert!(!h265_is_irap(&h265_au(&[21, 1])), "mixed picture");
+        let mut torn = h265_au(&[21]);
+        torn[3] = 200;
+        assert!(!h265_is_irap(&torn), "length beyond the data");
     }
 
     #[test]

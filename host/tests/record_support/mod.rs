@@ -184,6 +184,30 @@ pub fn make_clip(dir: &Path, secs: u32, kbit: u32, gop: u32) -> PathBuf {
     out
 }
 
+/// `dir/video.h265` for the test camera's `--clip dir`: x265 with open GOPs (keyframes after
+/// the first are CRA pictures, not IDR), no B-frames, a keyframe every 25 frames at 25 fps.
+pub fn make_h265_open_gop_clip(dir: &Path, secs: u32) -> PathBuf {
+    require("ffmpeg", "ffmpeg");
+    std::fs::create_dir_all(dir).unwrap();
+    let out = dir.join("video.h265");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=640x360:rate=25:duration={secs}"))
+        .args([
+            "-c:v", "libx265", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        ])
+        .args([
+            "-x265-params",
+            "bframes=0:keyint=25:min-keyint=25:scenecut=0:open-gop=1:log-level=error",
+        ])
+        .args(["-b:v", "300k", "-f", "hevc"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg could not make the H.265 clip");
+    dir.to_path_buf()
+}
+
 fn python_with_gi() -> &'static str {
     // The Debian python3 has python3-gi; a python3 earlier on PATH (pyenv) may not.
     if Path::new("/usr/bin/python3").exists() {
@@ -195,12 +219,23 @@ fn python_with_gi() -> &'static str {
 
 /// GStreamer's RTSP server (tests/peers/gst_rtsp_server.py) serving `clip` on `port`.
 pub fn gst_server(port: u16, clip: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec![std::ffi::OsStr::new("--clip"), clip.as_os_str()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    gst_peer(port, &args)
+}
+
+/// GStreamer's RTSP server running a gst-rtsp-server launch line (live test sources and
+/// encoders, payloaders `pay0`, `pay1`, …) for each session, at `rtsp://127.0.0.1:PORT/stream`.
+pub fn gst_launch_server(port: u16, launch: &str) -> Proc {
+    gst_peer(port, &["--launch", launch].map(std::ffi::OsStr::new))
+}
+
+fn gst_peer(port: u16, args: &[&std::ffi::OsStr]) -> Proc {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/gst_rtsp_server.py");
     let mut cmd = Command::new(python_with_gi());
     cmd.arg(script)
-        .args(["--port", &port.to_string(), "--clip"])
-        .arg(clip)
-        .args(extra);
+        .args(["--port", &port.to_string()])
+        .args(args);
     let mut p = Proc::spawn(cmd);
     let stdout = p.child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -214,7 +249,7 @@ pub fn gst_server(port: u16, clip: &Path, extra: &[&str]) -> Proc {
     if rx.recv_timeout(Duration::from_secs(20)).is_err() {
         panic!(
             "GStreamer RTSP server did not start (needs python3-gi, gir1.2-gst-rtsp-server-1.0, \
-             gstreamer1.0-plugins-good/bad; .ci/run installs them):\n{}",
+             gstreamer1.0-plugins-base/good/bad/ugly; .ci/run installs them):\n{}",
             p.log()
         );
     }
@@ -293,6 +328,66 @@ pub fn write_topology(dir: &Path, urls: &[&str], cache_mib: u64, segment: &str) 
     let path = dir.join("topology.json");
     std::fs::write(&path, serde_json::to_string_pretty(&topology).unwrap()).unwrap();
     path
+}
+
+/// Drops the sink's `outputSelectors` (written as `is video` by [`write_topology`]), so the
+/// sink takes audio and video.
+pub fn select_audio_and_video(topology: &Path) {
+    let mut t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(topology).unwrap()).unwrap();
+    t["properties"]["sinks"][0]["inputs"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("outputSelectors");
+    std::fs::write(topology, t.to_string()).unwrap();
+}
+
+/// The LVA diagnostics of one kind (e.g. `MediaFormatError`) among `events`.
+pub fn diagnostics<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    let wanted = format!("Microsoft.Media.Graph.Diagnostics.{kind}");
+    events.iter().filter(|e| e["eventType"] == wanted).collect()
+}
+
+/// An event's `eventTime` (RFC 3339, UTC, milliseconds) as seconds since midnight.
+pub fn event_secs(event: &serde_json::Value) -> f64 {
+    let t = event["eventTime"].as_str().expect("eventTime");
+    let clock = t
+        .split('T')
+        .nth(1)
+        .and_then(|c| c.strip_suffix('Z'))
+        .unwrap_or_else(|| panic!("eventTime {t}"));
+    clock
+        .split(':')
+        .map(|p| p.parse::<f64>().unwrap_or_else(|_| panic!("eventTime {t}")))
+        .fold(0.0, |acc, p| acc * 60.0 + p)
+}
+
+/// H.265 NAL unit types of an Annex-B byte stream, in order.
+pub fn h265_nal_types(annex_b: &[u8]) -> Vec<u8> {
+    annex_b
+        .windows(4)
+        .filter(|w| w[..3] == [0, 0, 1])
+        .map(|w| (w[3] >> 1) & 0x3f)
+        .collect()
+}
+
+/// The NAL type of the first picture (VCL NAL) of a recorded H.265 segment, read back with
+/// ffmpeg as an Annex-B stream.
+pub fn first_h265_picture_type(path: &Path) -> Option<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0:v:0", "-c", "copy", "-frames:v", "1"])
+        .args(["-bsf:v", "hevc_mp4toannexb", "-f", "hevc", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h265_nal_types(&out.stdout).into_iter().find(|t| *t < 32)
 }
 
 /// `mediagraph run` with progress lines every second.
