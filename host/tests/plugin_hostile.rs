@@ -18,7 +18,7 @@ mod hostile_support;
 use hostile_support::hostile_dir;
 
 const SECOND: i64 = 90_000;
-/// Generous bound for one contained fault (the call deadline is ~50 ms); it only proves that a
+/// Generous bound for one contained fault (a call may burn 200 M units of fuel); it only proves that a
 /// hostile call cannot hold the host.
 const CONTAINED_WITHIN: Duration = Duration::from_secs(3);
 

@@ -229,6 +229,23 @@ fn kill_9_at_random_moments_loses_at_most_a_fragment_plus_reconnect() {
             "overlapping segments {w:?}"
         );
     }
+    // Every hole in the recording has a cause: a recorded gap spans it.
+    let all_gaps = gaps(&dir);
+    let frame = (FRAME * TICKS as f64) as i64;
+    for w in segs.windows(2) {
+        if w[1].start - w[0].end <= frame {
+            continue;
+        }
+        assert!(
+            all_gaps.iter().any(|g| {
+                g["start"].as_i64().unwrap() <= w[0].end + frame
+                    && g["end"].as_i64().unwrap() >= w[1].start - frame
+            }),
+            "unexplained hole between {:?} and {:?}; gaps {all_gaps:?}",
+            w[0],
+            w[1]
+        );
+    }
     // Each crash while recording costs at most one fragment (2 s) plus the restart and
     // reconnect (process start, RTSP handshake, first keyframe: ≤ 3 s here).
     let crash_gaps: Vec<f64> = gaps(&dir)
@@ -418,6 +435,13 @@ fn bad_input_gives_diagnostics_retries_and_leaves_no_files() {
         if kind == "AuthenticationError" {
             assert_eq!(found[0]["body"]["errorCode"], "401");
         }
+        // Backoff, not a fixed retry interval: each pause is longer than the one before.
+        let times: Vec<f64> = found.iter().map(|e| event_secs(e)).collect();
+        let pauses: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            pauses[0] >= 0.3 && pauses.windows(2).all(|p| p[1] > p[0]),
+            "{kind}: pauses between attempts do not grow: {pauses:.3?}"
+        );
         let names = files(&cache_dir(&data, 1));
         assert_eq!(names, vec!["gaps.log", "uploaded.log"], "leaked files");
     }
@@ -445,18 +469,28 @@ fn records_h265_video_with_aac_audio_when_the_sink_selects_audio() {
             "-v",
             "error",
             "-show_entries",
-            "stream=codec_name",
+            "stream=codec_name,start_time,duration",
             "-of",
             "csv=p=0",
         ])
         .arg(&segs[0].path)
         .output()
         .unwrap();
-    let codecs = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        codecs.split_whitespace().collect::<Vec<_>>(),
-        ["hevc", "aac"],
-        "{codecs}"
+    let streams = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = streams.lines().map(|l| l.split(',').collect()).collect();
+    let codecs: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(codecs, ["hevc", "aac"], "{streams}");
+    // The audio covers the video's time span: same start and length, to within one frame
+    // (plus one AAC frame of 1024 samples at 48 kHz, ~21 ms, for the ends).
+    let num = |r: &Vec<&str>, i: usize| -> f64 {
+        r[i].parse()
+            .unwrap_or_else(|_| panic!("ffprobe: {streams}"))
+    };
+    let (v_start, v_len) = (num(&rows[0], 1), num(&rows[0], 2));
+    let (a_start, a_len) = (num(&rows[1], 1), num(&rows[1], 2));
+    assert!(
+        (a_start - v_start).abs() <= FRAME + 0.022 && (a_len - v_len).abs() <= FRAME + 0.022,
+        "audio {a_start:.3}+{a_len:.3} s vs video {v_start:.3}+{v_len:.3} s"
     );
     assert!(
         segs[0].path.to_string_lossy().contains("hvc1")
@@ -715,18 +749,101 @@ fn h265_open_gop_cra_keyframes_start_segments() {
     let probes = check_segments(&segs, 30.0, GOP, FRAME);
     let total: f64 = probes.iter().map(Probe::duration).sum();
     assert!(total >= 34.0, "recorded {total:.1} s of ~36 s");
-    let starts: Vec<Option<u8>> = segs
-        .iter()
-        .map(|s| first_h265_picture_type(&s.path))
-        .collect();
-    assert!(
-        starts
-            .iter()
-            .all(|t| t.is_some_and(|t| (16..=21).contains(&t))),
-        "every segment starts with an IRAP picture: {starts:?}"
-    );
+    // check_segments saw every segment start with an IRAP picture; some must be CRA.
+    let starts: Vec<Option<u8>> = segs.iter().map(|s| first_picture(&s.path).0).collect();
     assert!(
         starts.contains(&Some(21)),
         "a segment should start on a CRA picture: {starts:?}"
     );
+}
+
+/// The camera switches resolution mid-stream (new SPS/PPS in band): each switch starts a new
+/// segment with its own init, every segment decodes and holds one resolution, and the
+/// segments of the run follow each other without a hole.
+#[test]
+fn a_resolution_change_mid_stream_starts_a_new_segment_with_its_own_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip =
+        make_h264_resolution_switch_clip(&tmp.path().join("clip"), &["640x360", "320x240"], 3);
+    let port = free_port();
+    let clip_arg = clip.to_string_lossy().into_owned();
+    let _camera = camera(port, &["--clip", &clip_arg]);
+    let url = format!("rtsp://127.0.0.1:{port}/cam1");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    std::thread::sleep(Duration::from_secs(14));
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+
+    let dir = cache_dir(&data, 1);
+    let segs = sealed(&dir);
+    assert!(
+        segs.len() >= 4,
+        "a segment per 3 s switch expected: {:?}",
+        files(&dir)
+    );
+    assert!(
+        segs.iter().all(|s| s.run == segs[0].run),
+        "one run: {segs:?}"
+    );
+    let mut sizes = Vec::new();
+    for s in &segs {
+        let p = probe(&s.path);
+        assert!(
+            p.decode_errors.trim().is_empty(),
+            "{}: {}",
+            s.path.display(),
+            p.decode_errors
+        );
+        let (first, decodable) = first_picture(&s.path);
+        assert!(decodable, "{}: first picture {first:?}", s.path.display());
+        // Every decoded frame has the resolution of the segment's init.
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=width,height:frame=width,height"])
+            .args(["-of", "csv=p=0"])
+            .arg(&s.path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut rows: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim().trim_end_matches(','))
+            .filter(|l| !l.is_empty())
+            .collect();
+        rows.dedup();
+        assert_eq!(rows.len(), 1, "{}: resolutions {rows:?}", s.path.display());
+        sizes.push(rows[0].to_owned());
+        let len = p.duration();
+        assert!(
+            len <= 3.0 + FRAME + 0.01,
+            "{}: {len:.3} s",
+            s.path.display()
+        );
+    }
+    for (i, w) in segs.windows(2).enumerate() {
+        assert_ne!(
+            sizes[i],
+            sizes[i + 1],
+            "a segment per resolution: {sizes:?}"
+        );
+        let wall_hole = (w[1].start - w[0].end) as f64 / TICKS as f64;
+        assert!(
+            wall_hole.abs() <= FRAME,
+            "hole of {wall_hole:.3} s between {:?} and {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    // The middle segments are whole 3 s stretches of one resolution.
+    for s in &segs[1..segs.len() - 1] {
+        let len = (s.end - s.start) as f64 / TICKS as f64;
+        assert!(
+            (len - 3.0).abs() <= FRAME + 0.01,
+            "{}: {len:.3} s",
+            s.path.display()
+        );
+    }
 }

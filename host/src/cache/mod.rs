@@ -23,7 +23,7 @@
 //! logged is kept in memory and logged with the next durable write.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -633,9 +633,7 @@ impl Cache {
         let name = format!("{:012}.open", open.id.0);
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let line = format!("{} {}\n", open.bytes + len, end.0);
-        let written = parts
-            .iter()
-            .try_for_each(|p| open.file.write_all(p))
+        let written = write_all_vectored(&mut open.file, parts)
             .map_err(io("write", &name))
             // Data before journal: a journal line may only describe bytes already on disk.
             .and_then(|()| open.file.sync_data().map_err(io("fsync", &name)))
@@ -890,6 +888,23 @@ fn read_gaps(dir: &Dir) -> Result<Vec<Gap>, CacheError> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect())
+}
+
+/// Writes every part in as few system calls as the kernel allows: a fragment is dozens of
+/// slices (boxes and spliced frame payloads), and one write per slice costs more than the copy.
+fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    IoSlice::advance_slices(&mut rest, 0); // skips empty leading parts
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn write_atomically(dir: &Dir, name: &str, data: &[u8]) -> Result<(), CacheError> {

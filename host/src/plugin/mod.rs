@@ -42,7 +42,7 @@ pub const PLUGIN_FAULT_EVENT: &str = "Mediagraph.Diagnostics.PluginFault";
 pub enum Fault {
     /// The guest trapped (panic, unreachable, a refused host call...).
     Trap(String),
-    /// The call ran past its epoch deadline.
+    /// The call burnt its whole fuel budget (an endless or runaway computation).
     Timeout,
     /// The guest tried to grow its memory past the cap.
     MemoryExhausted,
@@ -75,7 +75,7 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::Trap(m) => write!(f, "trapped: {m}"),
-            Fault::Timeout => f.write_str("ran past its call deadline"),
+            Fault::Timeout => f.write_str("ran out of its per-call fuel (runaway computation)"),
             Fault::MemoryExhausted => write!(
                 f,
                 "exceeded its memory cap of {} MiB",

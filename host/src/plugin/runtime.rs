@@ -1,5 +1,5 @@
-//! The sandbox every plugin instance runs in: one process-wide wasmtime `Engine` with epoch
-//! interruption, a linker that offers WASI p2 with no capabilities, per-instance stores with a
+//! The sandbox every plugin instance runs in: one process-wide wasmtime `Engine` that meters
+//! guest work with fuel, a linker that offers WASI p2 with no capabilities, per-instance stores with a
 //! memory cap, and compiled components cached in memory and (optionally) on disk.
 
 use std::collections::HashMap;
@@ -15,15 +15,15 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 
 use super::Fault;
 
-/// How often the ticker advances the engine's epoch.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Memory one plugin instance may use (linear memories and tables together stay far below).
 pub(crate) const MEMORY_CAP: usize = 64 << 20;
-/// Epoch ticks a call may run: ~200 ms. A default plugin call takes microseconds; the slack
-/// keeps a busy machine (a descheduled thread) from turning a healthy call into a timeout.
-const CALL_DEADLINE_TICKS: u64 = 20;
+/// Fuel (about one unit per wasm instruction) a call may burn: some 50–200 ms of guest work on
+/// this class of machine, while a default plugin call needs a few thousand units. Fuel, not
+/// an epoch deadline: it needs no ticker thread waking the recorder 100 times a second, and a
+/// busy or descheduled host cannot turn a healthy call into a fault.
+const CALL_FUEL: u64 = 200_000_000;
 /// Instantiation may run guest start-up code; it gets more room than a call.
-const INSTANTIATE_DEADLINE_TICKS: u64 = 100;
+const INSTANTIATE_FUEL: u64 = 1_000_000_000;
 
 /// What each store holds: a WASI context that grants nothing, and the memory limiter.
 pub(crate) struct Ctx {
@@ -71,7 +71,7 @@ pub(crate) struct Runtime {
 }
 
 impl Runtime {
-    /// The shared runtime; the first call builds the engine and starts the epoch ticker.
+    /// The shared runtime; the first call builds the engine.
     pub(crate) fn get() -> Result<&'static Runtime, String> {
         static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
         RUNTIME
@@ -82,7 +82,7 @@ impl Runtime {
 
     fn build() -> wasmtime::Result<Runtime> {
         let mut config = Config::new();
-        config.epoch_interruption(true);
+        config.consume_fuel(true);
         // Plugin calls are synchronous; without the async machinery a call costs ~3x less.
         config.concurrency_support(false);
         let engine = Engine::new(&config)?;
@@ -91,8 +91,8 @@ impl Runtime {
         // Guests built with std import wasi:cli/io/filesystem; they link, but the context below
         // grants no directories, sockets, environment, arguments or clocks.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        // Blocking on a pollable would hold the host thread where epoch interruption cannot
-        // reach (a host call), so waiting is refused outright.
+        // Blocking on a pollable would hold the host thread inside a host call, where fuel is
+        // not burnt, so waiting is refused outright.
         linker.allow_shadowing(true);
         let mut poll = linker.instance("wasi:io/poll@0.2.12")?;
         for name in ["poll", "[method]pollable.block"] {
@@ -100,17 +100,6 @@ impl Runtime {
                 Err(wasmtime::Error::msg("plugins may not block (wasi:io/poll)"))
             })?;
         }
-
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("plugin-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })?;
 
         Ok(Runtime {
             engine,
@@ -187,8 +176,8 @@ impl Runtime {
             .map_err(|e| format!("{e:#}"))
     }
 
-    /// A fresh store for one plugin instance: no capabilities, capped memory, a deadline that
-    /// lets instantiation run.
+    /// A fresh store for one plugin instance: no capabilities, capped memory, fuel enough
+    /// to instantiate.
     pub(crate) fn store(&self) -> Store<Ctx> {
         let wasi = WasiCtx::builder()
             .wall_clock(FrozenClock)
@@ -211,21 +200,22 @@ impl Runtime {
             },
         );
         store.limiter(|ctx| &mut ctx.limits);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(INSTANTIATE_DEADLINE_TICKS);
+        store
+            .set_fuel(INSTANTIATE_FUEL)
+            .expect("the engine consumes fuel");
         store
     }
 }
 
-/// Arms the deadline for one call; a new deadline is needed before every call.
+/// Refuels for one call; every call starts with the same budget.
 pub(crate) fn arm(store: &mut Store<Ctx>) {
-    store.set_epoch_deadline(CALL_DEADLINE_TICKS);
+    store.set_fuel(CALL_FUEL).expect("the engine consumes fuel");
 }
 
 /// Names what went wrong in a failed wasmtime call.
 pub(crate) fn classify(err: &wasmtime::Error) -> Fault {
     match err.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Fault::Timeout,
+        Some(Trap::OutOfFuel) => Fault::Timeout,
         _ => {
             let text = format!("{err:#}");
             if text.contains("forcing trap when growing memory")

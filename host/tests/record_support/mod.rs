@@ -208,6 +208,31 @@ pub fn make_h265_open_gop_clip(dir: &Path, secs: u32) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// `dir/video.h264` for the test camera's `--clip dir`: `secs` seconds at each of `sizes` in
+/// turn (e.g. `["640x360", "320x240"]`), so the stream changes resolution with in-band
+/// SPS/PPS at every switch. No B-frames, a keyframe every 25 frames at 25 fps.
+pub fn make_h264_resolution_switch_clip(dir: &Path, sizes: &[&str], secs: u32) -> PathBuf {
+    require("ffmpeg", "ffmpeg");
+    std::fs::create_dir_all(dir).unwrap();
+    let mut stream = Vec::new();
+    for size in sizes {
+        let part = dir.join(format!("{size}.h264"));
+        let status = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size={size}:rate=25:duration={secs}"))
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"])
+            .args(["-g", "25", "-keyint_min", "25", "-sc_threshold", "0"])
+            .args(["-pix_fmt", "yuv420p", "-b:v", "300k", "-f", "h264"])
+            .arg(&part)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(status.success(), "ffmpeg could not make the {size} clip");
+        stream.extend(std::fs::read(&part).unwrap());
+    }
+    std::fs::write(dir.join("video.h264"), stream).unwrap();
+    dir.to_path_buf()
+}
+
 fn python_with_gi() -> &'static str {
     // The Debian python3 has python3-gi; a python3 earlier on PATH (pyenv) may not.
     if Path::new("/usr/bin/python3").exists() {
@@ -371,14 +396,23 @@ pub fn h265_nal_types(annex_b: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// The NAL type of the first picture (VCL NAL) of a recorded H.265 segment, read back with
-/// ffmpeg as an Annex-B stream.
-pub fn first_h265_picture_type(path: &Path) -> Option<u8> {
+/// The first picture of a recorded segment's video, read back with ffmpeg as an Annex-B
+/// stream: the NAL unit type of its first slice, and whether a decoder can start there
+/// (H.264: IDR; H.265: IRAP = BLA, IDR, CRA). Unlike ffprobe's keyframe flag, which repeats
+/// the recorder's own sync-sample marking, this reads the coded picture itself.
+pub fn first_picture(path: &Path) -> (Option<u8>, bool) {
+    let name = path.file_name().unwrap().to_string_lossy();
+    let h265 = name.contains("hvc1") || name.contains("hev1");
+    let bsf = if h265 {
+        ["-bsf:v", "hevc_mp4toannexb", "-f", "hevc", "-"]
+    } else {
+        ["-bsf:v", "h264_mp4toannexb", "-f", "h264", "-"]
+    };
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
         .args(["-map", "0:v:0", "-c", "copy", "-frames:v", "1"])
-        .args(["-bsf:v", "hevc_mp4toannexb", "-f", "hevc", "-"])
+        .args(bsf)
         .output()
         .expect("ffmpeg runs");
     assert!(
@@ -387,7 +421,14 @@ pub fn first_h265_picture_type(path: &Path) -> Option<u8> {
         path.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    h265_nal_types(&out.stdout).into_iter().find(|t| *t < 32)
+    let headers = out.stdout.windows(4).filter(|w| w[..3] == [0, 0, 1]);
+    if h265 {
+        let first = headers.map(|w| (w[3] >> 1) & 0x3f).find(|t| *t < 32);
+        (first, first.is_some_and(|t| (16..=21).contains(&t)))
+    } else {
+        let first = headers.map(|w| w[3] & 0x1f).find(|t| (1..=5).contains(t));
+        (first, first == Some(5))
+    }
 }
 
 /// `mediagraph run` with progress lines every second.
@@ -562,6 +603,12 @@ pub fn check_segments(
         assert!(
             p.packets[0].2,
             "{}: does not start with a keyframe",
+            s.path.display()
+        );
+        let (first_type, decodable) = first_picture(&s.path);
+        assert!(
+            decodable,
+            "{}: the first picture (NAL type {first_type:?}) is not a random access point",
             s.path.display()
         );
         let wall = (s.end - s.start) as f64 / TICKS as f64;
