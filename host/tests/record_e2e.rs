@@ -604,7 +604,13 @@ fn g711_audio_is_reported_and_the_h264_video_is_still_recorded() {
     assert_eq!(code, Some(0), "{log}");
 
     let format_errors = diagnostics(&events, "MediaFormatError");
-    assert!(!format_errors.is_empty(), "no MediaFormatError:\n{log}");
+    let sessions = diagnostics(&events, "MediaSessionEstablished").len();
+    assert!(sessions >= 1, "{log}");
+    assert_eq!(
+        format_errors.len(),
+        sessions,
+        "one report per session, not per packet:\n{log}"
+    );
     for e in &format_errors {
         let body = &e["body"];
         assert_eq!(body["code"], "UnsupportedCodec", "{e}");
@@ -846,4 +852,36 @@ fn a_resolution_change_mid_stream_starts_a_new_segment_with_its_own_init() {
             s.path.display()
         );
     }
+}
+
+/// A camera whose H.264 has B-frames (pictures sent out of presentation order, which the
+/// recorder does not support): one clear diagnostic per run, and the recorder keeps going.
+#[test]
+fn b_frames_are_reported_once_per_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = gst_launch_server(
+        port,
+        "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 \
+         ! x264enc speed-preset=ultrafast key-int-max=25 bframes=2 b-adapt=false ! video/x-h264,profile=main \
+         ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+    );
+    let url = format!("rtsp://127.0.0.1:{port}/stream");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(rec.is_running(), "{}", rec.log());
+    let events = rec.events();
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let reports = diagnostics(&events, "MediaFormatError");
+    assert_eq!(reports.len(), 1, "one report per run:\n{log}");
+    let message = reports[0]["body"]["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("video track 0") && message.contains("B-frames"),
+        "{message}"
+    );
+    assert_eq!(sealed(&cache_dir(&data, 1)).len(), 1, "{log}");
 }

@@ -480,6 +480,8 @@ async fn session(
                 base_90k,
                 map: WallClockMap::new(host_now),
                 tracks: tracks.clone(),
+                latest_video: i64::MIN,
+                reordering_reported: false,
             });
             if tx.send(SourceItem::RunStarted { tracks }).await.is_err() {
                 return Ok(None);
@@ -500,6 +502,29 @@ async fn session(
         };
         let clock = i64::from(media.clock_rate().get());
         let media_time = elapsed_90k * clock / TICKS_PER_SECOND;
+        if chosen[track].codec != TrackCodec::Aac {
+            // RTP carries presentation times only; the recorder takes them as decode order, so
+            // a stream with B-frames (pictures sent before earlier-shown ones) gets wrong frame
+            // timing. Say so once per run instead of recording it silently.
+            if media_time <= state.latest_video && !state.reordering_reported {
+                state.reordering_reported = true;
+                tracing::warn!(subject = %cfg.subject, "video pictures out of presentation order (B-frames)");
+                events.emit(Event::new(
+                    format!("{DIAGNOSTICS}.MediaFormatError"),
+                    cfg.subject.clone(),
+                    json!({
+                        "code": "UnsupportedCodec",
+                        "mediaType": "video",
+                        "track": chosen[track].stream,
+                        "errorMessage": format!(
+                            "video track {}: pictures arrive out of presentation order (B-frames), which is not supported; frame timing in the recording will be wrong; configure the camera without B-frames",
+                            chosen[track].stream
+                        ),
+                    }),
+                ));
+            }
+            state.latest_video = state.latest_video.max(media_time);
+        }
         let new_params = if new_params {
             params_of(&streams[stream_id], chosen[track].codec)
         } else {
@@ -526,6 +551,9 @@ struct RunState {
     base_90k: i64,
     map: WallClockMap,
     tracks: Vec<TrackParams>,
+    /// Latest video media time seen, to notice pictures sent out of presentation order.
+    latest_video: i64,
+    reordering_reported: bool,
 }
 
 fn to_90k(t: i64, clock: NonZeroU32) -> i64 {
