@@ -144,6 +144,8 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Also compiled into `host/tests` (`#[path]`), whose manifest directory is `host/`: the path
+/// goes through the `tests/` directory so it holds for both.
 fn binary() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/azurite-blob")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/node_modules/.bin/azurite-blob")
 }

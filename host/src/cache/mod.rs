@@ -15,9 +15,15 @@
 //! - `uploaded.log`: ids marked uploaded (fsynced append). `gaps.log`: JSON lines of gaps.
 //! - `running`: present while a recorder owns the cache; found at start-up it means a crash.
 //! - `*.tmp`: never valid; removed at start-up.
+//!
+//! A full file system (ENOSPC, EDQUOT) on any write leaves every file as it was before that
+//! write: a partly written fragment or log line is cut off again, so sealed segments, the
+//! open segment up to its last complete fragment and the logs stay valid. The error is returned
+//! ([`CacheError::is_disk_full`]) for the recorder to decide (evict, drop); a gap that cannot be
+//! logged is kept in memory and logged with the next durable write.
 
 use std::collections::BTreeMap;
-use std::io::{IoSlice, Read, Write};
+use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -57,6 +63,10 @@ pub enum GapCause {
     ClockJump,
     /// The recorder was stopped cleanly and later started again.
     RecorderStopped,
+    /// Evicted before upload to make room on a full cache file system (ENOSPC/EDQUOT).
+    EvictedDiskFull,
+    /// Frames dropped because the cache file system was full and nothing was left to evict.
+    DiskFull,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +111,32 @@ pub enum CacheError {
     BadName { what: &'static str, value: String },
 }
 
+impl CacheError {
+    /// The cache's file system (or the user's quota on it) is full: ENOSPC or EDQUOT.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, CacheError::Io { source, .. } if is_disk_full(source))
+    }
+
+    /// `ENOSPC`/`EDQUOT` for a full disk, else the I/O error kind; `None` if not an I/O error.
+    pub fn io_code(&self) -> Option<String> {
+        match self {
+            CacheError::Io { source, .. } => Some(match source.kind() {
+                std::io::ErrorKind::StorageFull => "ENOSPC".to_owned(),
+                std::io::ErrorKind::QuotaExceeded => "EDQUOT".to_owned(),
+                kind => format!("{kind:?}"),
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 fn io(op: &'static str, name: impl Into<String>) -> impl FnOnce(std::io::Error) -> CacheError {
     let name = name.into();
     move |source| CacheError::Io { op, name, source }
@@ -133,6 +169,8 @@ struct OpenSeg {
     header: JournalHeader,
     file: File,
     journal: File,
+    /// Length of the journal file: a failed append is cut back to it.
+    journal_len: u64,
     bytes: u64,
     end: Ticks90k,
     fragments: u64,
@@ -144,8 +182,48 @@ struct State {
     next_id: u64,
     next_run: RunId,
     gaps: Vec<Gap>,
-    uploaded_log: File,
-    gaps_log: File,
+    /// Gaps not yet in `gaps.log` because the disk was full; written with the next write.
+    unlogged_gaps: Vec<Gap>,
+    uploaded_log: AppendLog,
+    gaps_log: AppendLog,
+}
+
+/// An fsynced append-only log whose appends are all or nothing: a failed append (a full disk)
+/// is cut back, so no torn line can glue itself to the next one.
+struct AppendLog {
+    name: &'static str,
+    file: File,
+    len: u64,
+}
+
+impl AppendLog {
+    fn open(dir: &Dir, name: &'static str) -> Result<Self, CacheError> {
+        let file = dir
+            .open_with(name, OpenOptions::new().append(true).create(true))
+            .map_err(io("open", name))?;
+        let len = file.metadata().map_err(io("stat", name))?.len();
+        Ok(Self { name, file, len })
+    }
+
+    fn append(&mut self, line: &str) -> Result<(), CacheError> {
+        let result = self
+            .file
+            .write_all(line.as_bytes())
+            .map_err(io("append", self.name))
+            .and_then(|()| self.file.sync_data().map_err(io("fsync", self.name)));
+        match result {
+            Ok(()) => {
+                self.len += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(cut) = self.file.set_len(self.len) {
+                    tracing::error!(log = self.name, error = %cut, "cannot cut back a failed append");
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
 impl State {
@@ -240,15 +318,18 @@ impl Cache {
             .filter(|m| m.uploaded)
             .map(|m| format!("{}\n", m.id.0))
             .collect();
-        write_atomically(&dir, UPLOADED_LOG, live.as_bytes())?;
+        if let Err(e) = write_atomically(&dir, UPLOADED_LOG, live.as_bytes()) {
+            // Compaction is an optimisation: on a full disk start with the log as it is.
+            if !e.is_disk_full() {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "uploaded.log not compacted: the disk is full");
+            let _ = dir.remove_file(format!("{UPLOADED_LOG}.tmp"));
+        }
         let gaps = read_gaps(&dir)?;
 
-        let append = |name: &str| {
-            dir.open_with(name, OpenOptions::new().append(true).create(true))
-                .map_err(io("open", name))
-        };
-        let uploaded_log = append(UPLOADED_LOG)?;
-        let gaps_log = append(GAPS_LOG)?;
+        let uploaded_log = AppendLog::open(&dir, UPLOADED_LOG)?;
+        let gaps_log = AppendLog::open(&dir, GAPS_LOG)?;
         dir.write(RUNNING, b"").map_err(io("create", RUNNING))?;
         sync_dir(&dir)?;
 
@@ -260,6 +341,7 @@ impl Cache {
             next_id,
             next_run,
             gaps,
+            unlogged_gaps: Vec::new(),
             uploaded_log,
             gaps_log,
         };
@@ -327,13 +409,11 @@ impl Cache {
         if meta.uploaded {
             return Ok(());
         }
-        meta.uploaded = true;
-        st.uploaded_log
-            .write_all(format!("{}\n", id.0).as_bytes())
-            .map_err(io("append", UPLOADED_LOG))?;
-        st.uploaded_log
-            .sync_data()
-            .map_err(io("fsync", UPLOADED_LOG))
+        st.uploaded_log.append(&format!("{}\n", id.0))?;
+        if let Some(meta) = st.sealed.get_mut(&id) {
+            meta.uploaded = true;
+        }
+        Ok(())
     }
 
     pub fn gaps(&self) -> Vec<Gap> {
@@ -397,20 +477,33 @@ impl Cache {
             .dir
             .open_with(&name, OpenOptions::new().write(true).create_new(true))
             .map_err(io("create", &name))?;
-        let mut journal = self
-            .dir
-            .open_with(&jname, OpenOptions::new().append(true).create_new(true))
-            .map_err(io("create", &jname))?;
         let mut line = serde_json::to_string(&header).expect("header serializes");
         line.push('\n');
-        journal
-            .write_all(line.as_bytes())
-            .map_err(io("write", &jname))?;
+        let journal = self
+            .dir
+            .open_with(&jname, OpenOptions::new().append(true).create_new(true))
+            .map_err(io("create", &jname))
+            .and_then(|mut j| {
+                j.write_all(line.as_bytes())
+                    .map_err(io("write", &jname))
+                    .map(|()| j)
+            });
+        let journal = match journal {
+            Ok(j) => j,
+            Err(e) => {
+                // No segment without its header: remove both (a full disk, usually).
+                drop(file);
+                let _ = self.dir.remove_file(&name);
+                let _ = self.dir.remove_file(&jname);
+                return Err(e);
+            }
+        };
         st.open = Some(OpenSeg {
             id,
             header,
             file,
             journal,
+            journal_len: line.len() as u64,
             bytes: 0,
             end: start,
             fragments: 0,
@@ -441,42 +534,95 @@ impl Cache {
                     open,
                 });
             }
-            let entries: Vec<SegmentMeta> = st.sealed.values().cloned().collect();
             let budget = Budget {
                 limit_bytes: self.media_limit(),
                 used_bytes: used,
                 incoming_bytes: incoming,
             };
-            let mut victims: Vec<SegmentId> = choose(&entries, budget);
-            victims.sort();
-            victims.dedup();
-            let valid = !victims.is_empty() && victims.iter().all(|v| st.sealed.contains_key(v));
-            if !valid {
-                tracing::warn!(
-                    ?victims,
-                    "evictor answer unusable; evicting the oldest segment"
-                );
-                victims = vec![*st.sealed.keys().next().expect("not empty")];
-            }
-            for v in victims {
-                let meta = st.sealed.remove(&v).expect("verified above");
-                self.dir
-                    .remove_file(&meta.file_name)
-                    .map_err(io("remove", &meta.file_name))?;
-                if !meta.uploaded {
-                    record_gap_locked(
-                        &mut st,
-                        Gap {
-                            start: meta.start,
-                            end: meta.end,
-                            cause: GapCause::EvictedBeforeUpload,
-                        },
-                    )?;
-                }
-                evicted.push(meta);
-            }
-            sync_dir(&self.dir)?;
+            self.evict_round(
+                &mut st,
+                budget,
+                choose,
+                GapCause::EvictedBeforeUpload,
+                &mut evicted,
+            )?;
         }
+    }
+
+    /// After a write failed on a full file system: the file system, not the budget, is the
+    /// limit now. Asks `choose` to free `incoming` bytes from what the cache holds (as if the
+    /// limit were the bytes used now), deletes the victims and records the evicted spans that
+    /// were never uploaded as `EvictedDiskFull` gaps. `NoRoom` when nothing sealed is left.
+    pub fn evict_for_full_disk(
+        &self,
+        incoming: u64,
+        choose: &mut dyn FnMut(&[SegmentMeta], Budget) -> Vec<SegmentId>,
+    ) -> Result<Vec<SegmentMeta>, CacheError> {
+        let mut st = self.lock();
+        let used = st.used();
+        if st.sealed.is_empty() {
+            return Err(CacheError::NoRoom {
+                incoming,
+                limit: used,
+                open: st.open.as_ref().map_or(0, |o| o.bytes),
+            });
+        }
+        let budget = Budget {
+            limit_bytes: used,
+            used_bytes: used,
+            incoming_bytes: incoming,
+        };
+        let mut evicted = Vec::new();
+        self.evict_round(
+            &mut st,
+            budget,
+            choose,
+            GapCause::EvictedDiskFull,
+            &mut evicted,
+        )?;
+        Ok(evicted)
+    }
+
+    /// One answer of the chooser, verified (known ids, not empty; else the oldest segment),
+    /// deleted, and logged as gaps with `cause` where never uploaded. `st.sealed` is not empty.
+    fn evict_round(
+        &self,
+        st: &mut State,
+        budget: Budget,
+        choose: &mut dyn FnMut(&[SegmentMeta], Budget) -> Vec<SegmentId>,
+        cause: GapCause,
+        evicted: &mut Vec<SegmentMeta>,
+    ) -> Result<(), CacheError> {
+        let entries: Vec<SegmentMeta> = st.sealed.values().cloned().collect();
+        let mut victims: Vec<SegmentId> = choose(&entries, budget);
+        victims.sort();
+        victims.dedup();
+        let valid = !victims.is_empty() && victims.iter().all(|v| st.sealed.contains_key(v));
+        if !valid {
+            tracing::warn!(
+                ?victims,
+                "evictor answer unusable; evicting the oldest segment"
+            );
+            victims = vec![*st.sealed.keys().next().expect("not empty")];
+        }
+        for v in victims {
+            let meta = st.sealed.remove(&v).expect("verified above");
+            self.dir
+                .remove_file(&meta.file_name)
+                .map_err(io("remove", &meta.file_name))?;
+            if !meta.uploaded {
+                record_gap_locked(
+                    st,
+                    Gap {
+                        start: meta.start,
+                        end: meta.end,
+                        cause,
+                    },
+                )?;
+            }
+            evicted.push(meta);
+        }
+        sync_dir(&self.dir)
     }
 
     /// Appends one fragment (the concatenation of `parts`) that ends at `end`, durably.
@@ -486,16 +632,34 @@ impl Cache {
         let open = st.open.as_mut().ok_or(CacheError::NotOpen)?;
         let name = format!("{:012}.open", open.id.0);
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        write_all_vectored(&mut open.file, parts).map_err(io("write", &name))?;
-        // Data before journal: a journal line may only describe bytes already on disk.
-        open.file.sync_data().map_err(io("fsync", &name))?;
+        let line = format!("{} {}\n", open.bytes + len, end.0);
+        let written = write_all_vectored(&mut open.file, parts)
+            .map_err(io("write", &name))
+            // Data before journal: a journal line may only describe bytes already on disk.
+            .and_then(|()| open.file.sync_data().map_err(io("fsync", &name)))
+            .and_then(|()| {
+                open.journal
+                    .write_all(line.as_bytes())
+                    .map_err(io("append", format!("{:012}.journal", open.id.0)))
+            });
+        if let Err(e) = written {
+            // All or nothing: cut the file and the journal back to the last whole fragment
+            // (a full disk writes part of a fragment, or of a journal line).
+            let cut = open
+                .file
+                .set_len(open.bytes)
+                .and_then(|()| open.file.seek(SeekFrom::Start(open.bytes)).map(drop))
+                .and_then(|()| open.journal.set_len(open.journal_len));
+            if let Err(cut) = cut {
+                tracing::error!(segment = %name, error = %cut, "cannot cut back a failed fragment; it is cut at sealing");
+            }
+            return Err(e);
+        }
         open.bytes += len;
+        open.journal_len += line.len() as u64;
         open.end = end;
         open.fragments += 1;
-        let line = format!("{} {}\n", open.bytes, end.0);
-        open.journal
-            .write_all(line.as_bytes())
-            .map_err(io("append", format!("{:012}.journal", open.id.0)))?;
+        log_unlogged_gaps(&mut st);
         Ok(())
     }
 
@@ -518,6 +682,10 @@ impl Cache {
             self.dir.remove_file(&jname).map_err(io("remove", &jname))?;
             return Ok(None);
         }
+        // A fragment whose failed write could not be cut back is cut here.
+        open.file
+            .set_len(open.bytes)
+            .map_err(io("truncate", &name))?;
         open.file.sync_all().map_err(io("fsync", &name))?;
         drop(open.file);
         let meta = sealed_meta(open.id, &open.header, open.end, open.bytes);
@@ -542,14 +710,36 @@ impl Cache {
     }
 }
 
+/// Logs the gap durably; on a full disk keeps it in memory (`gaps()` has it) until the next
+/// durable write logs it.
 fn record_gap_locked(st: &mut State, gap: Gap) -> Result<(), CacheError> {
-    let mut line = serde_json::to_string(&gap).expect("gap serializes");
-    line.push('\n');
-    st.gaps_log
-        .write_all(line.as_bytes())
-        .map_err(io("append", GAPS_LOG))?;
-    st.gaps_log.sync_data().map_err(io("fsync", GAPS_LOG))?;
     st.gaps.push(gap);
+    st.unlogged_gaps.push(gap);
+    log_unlogged_gaps_or(st)
+}
+
+fn log_unlogged_gaps(st: &mut State) {
+    if let Err(e) = log_unlogged_gaps_or(st) {
+        tracing::warn!(error = %e, "gaps.log not written; the gaps are kept in memory");
+    }
+}
+
+/// Writes the gaps kept in memory; a full disk is not an error (they stay for the next try).
+fn log_unlogged_gaps_or(st: &mut State) -> Result<(), CacheError> {
+    while let Some(gap) = st.unlogged_gaps.first().copied() {
+        let mut line = serde_json::to_string(&gap).expect("gap serializes");
+        line.push('\n');
+        match st.gaps_log.append(&line) {
+            Ok(()) => {
+                st.unlogged_gaps.remove(0);
+            }
+            Err(e) if e.is_disk_full() => {
+                tracing::warn!(error = %e, ?gap, "gap kept in memory until the disk has room");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 

@@ -6,6 +6,11 @@
 //! guest), making room through the cache (evictor plugin chooses), sealing segments, and the
 //! gap recorded before each run.
 //!
+//! A full cache file system (ENOSPC/EDQUOT) is handled here: reported once per episode
+//! (`Mediagraph.Diagnostics.CacheDiskFull`), the evictor frees room and the write is retried;
+//! with nothing left to evict, frames are dropped (a `DiskFull` gap) and recording resumes
+//! at a keyframe once space returns.
+//!
 //! Must not: do network I/O or interpret container bytes. Invariants it keeps: every segment
 //! starts with a video keyframe and its own init (a new run or new codec parameters always
 //! start a new segment), and every byte is handed to the cache as whole fragments.
@@ -28,6 +33,13 @@ use crate::time::{TICKS_PER_SECOND, Ticks90k};
 /// A fragment is cut by the host if the segmenter lets it grow past this many bytes: it bounds
 /// memory per camera and the loss on a crash.
 const MAX_FRAGMENT_BYTES: usize = 8 << 20;
+
+/// A disk-full episode ends when the cache holds this much more than the most it held when
+/// the disk was found full: the file system has room again (an eviction ring on a disk that
+/// stays full never gets there).
+const DISK_ROOM_AGAIN_BYTES: u64 = 1 << 20;
+
+pub const CACHE_DISK_FULL: &str = "Mediagraph.Diagnostics.CacheDiskFull";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -67,6 +79,13 @@ pub struct Recorder {
     run: Option<Run>,
     /// RecordingStarted was emitted (on the first durable fragment of this activation).
     recording_started: bool,
+    /// In a disk-full episode: the most bytes the cache held when a write failed on a full
+    /// disk. Reported once per episode.
+    disk_full_level: Option<u64>,
+    /// Media dropped on a full disk with nothing left to evict: (first dropped, end so far).
+    disk_drop: Option<(Ticks90k, Ticks90k)>,
+    /// A segment was dropped: the segmenter starts over at the next segment.
+    restart_segmenter: bool,
 }
 
 struct Run {
@@ -121,6 +140,9 @@ impl Recorder {
             },
             run: None,
             recording_started: false,
+            disk_full_level: None,
+            disk_drop: None,
+            restart_segmenter: false,
         }
     }
 
@@ -186,6 +208,13 @@ impl Recorder {
         }
         let result = self.close_segment();
         self.run = None;
+        if let Some((start, end)) = self.disk_drop.take() {
+            self.cache.record_gap(Gap {
+                start,
+                end,
+                cause: GapCause::DiskFull,
+            })?;
+        }
         result
     }
 
@@ -275,12 +304,20 @@ impl Recorder {
             keyframe: f.keyframe,
             size: u32::try_from(f.data.len()).unwrap_or(u32::MAX),
         };
-        let decision = self.plugins.segmenter.on_frame(&info);
         let starts_segment = video && f.keyframe;
         let no_segment = run.segment.is_none();
+        if no_segment && starts_segment && std::mem::take(&mut self.restart_segmenter) {
+            // After a drop the segmenter starts over at this keyframe, so the next segment's
+            // length counts from its own start.
+            self.plugins.segmenter.reset();
+        }
+        let decision = self.plugins.segmenter.on_frame(&info);
         if no_segment && !starts_segment {
             // Waiting for a keyframe after dropped data: nothing before it could be decoded.
             self.stats.dropped_frames.fetch_add(1, Ordering::Relaxed);
+            if let Some((_, end)) = &mut self.disk_drop {
+                *end = (*end).max(f.wall + duration_90k);
+            }
             return Ok(());
         }
         let pending_bytes = run.segment.as_ref().map_or(0, |s| s.payload_bytes);
@@ -393,7 +430,12 @@ impl Recorder {
                         parts = self.layout(&samples, &payloads)?;
                         let needed: u64 = parts.iter().map(|p| p.len() as u64).sum();
                         if self.reserve(needed).is_ok() {
-                            return self.append(parts, end);
+                            return self.append_or_make_room(
+                                parts,
+                                fragment_start,
+                                end,
+                                samples.len(),
+                            );
                         }
                         self.run.as_mut().expect("run").segment = None;
                     }
@@ -403,7 +445,104 @@ impl Recorder {
             }
             Err(e) => return Err(e),
         }
-        self.append(parts, end)
+        self.append_or_make_room(parts, fragment_start, end, samples.len())
+    }
+
+    /// Appends a fragment spanning `start..end`. On a full file system: reports it (once per
+    /// episode), asks the evictor for room as if the bytes held now were the limit, and
+    /// retries; with nothing left to evict, seals the open segment (it keeps every complete
+    /// fragment) and drops this fragment, so recording resumes at a later keyframe.
+    fn append_or_make_room(
+        &mut self,
+        parts: Vec<Bytes>,
+        start: Ticks90k,
+        end: Ticks90k,
+        frames: usize,
+    ) -> Result<(), RecordError> {
+        let needed: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        loop {
+            let full = match self.append(parts.clone(), end) {
+                Ok(()) => return self.disk_has_room(start),
+                Err(RecordError::Cache(e)) if e.is_disk_full() => e,
+                Err(e) => return Err(e),
+            };
+            self.report_disk_full(&full);
+            match self.evict(needed, true) {
+                // Each round deletes at least one segment, so this ends.
+                Ok(()) => continue,
+                Err(RecordError::Cache(CacheError::NoRoom { .. })) => {
+                    let run = self.run.as_mut().expect("run");
+                    if run.segment.take().is_some_and(|s| s.in_cache)
+                        && self.cache.seal()?.is_some()
+                    {
+                        run.next_sequence += 1;
+                        self.stats.segments.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.restart_segmenter = true;
+                    self.drop_on_full_disk(start, end, frames, needed);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn report_disk_full(&mut self, e: &CacheError) {
+        let used = self.cache.used_bytes();
+        let first = self.disk_full_level.is_none();
+        self.disk_full_level = Some(self.disk_full_level.unwrap_or(0).max(used));
+        tracing::warn!(sink = %self.subject, error = %e, used, "cache file system full; evicting");
+        if first {
+            self.events.emit(Event::new(
+                CACHE_DISK_FULL,
+                self.subject.clone(),
+                json!({
+                    "errorCode": e.io_code(),
+                    "errorMessage": e.to_string(),
+                    "localMediaCacheUsedBytes": used,
+                    "localMediaCacheMaximumSizeBytes": self.cache.limit_bytes(),
+                    "action": "evicting the oldest media (evictor plugin); frames are dropped while nothing is left to evict"
+                }),
+            ));
+        }
+    }
+
+    fn drop_on_full_disk(&mut self, start: Ticks90k, end: Ticks90k, frames: usize, bytes: u64) {
+        self.stats
+            .dropped_frames
+            .fetch_add(frames as u64, Ordering::Relaxed);
+        match &mut self.disk_drop {
+            Some((_, until)) => *until = (*until).max(end),
+            None => {
+                self.disk_drop = Some((start, end));
+                tracing::warn!(sink = %self.subject, "cache file system full and nothing left to evict; dropping frames until space returns");
+                self.events.emit(Event::new(
+                    "Microsoft.Media.Graph.Diagnostics.DataDropped",
+                    self.subject.clone(),
+                    json!({"dataType": "video", "reason": "diskFull", "bytes": bytes}),
+                ));
+            }
+        }
+    }
+
+    /// A fragment starting at `start` is durable: a drop on a full disk ends there, and the
+    /// episode ends once the cache outgrew the level at which the disk was full.
+    fn disk_has_room(&mut self, start: Ticks90k) -> Result<(), RecordError> {
+        if let Some((from, _)) = self.disk_drop.take() {
+            tracing::info!(sink = %self.subject, "cache file system has room again; recording resumed");
+            self.cache.record_gap(Gap {
+                start: from,
+                end: start,
+                cause: GapCause::DiskFull,
+            })?;
+        }
+        if let Some(level) = self.disk_full_level
+            && self.cache.used_bytes() > level + DISK_ROOM_AGAIN_BYTES
+        {
+            tracing::info!(sink = %self.subject, "cache file system no longer full");
+            self.disk_full_level = None;
+        }
+        Ok(())
     }
 
     /// The fragment's bytes in file order: init (first fragment of a segment only), then the
@@ -440,33 +579,42 @@ impl Recorder {
     }
 
     fn reserve(&mut self, needed: u64) -> Result<(), RecordError> {
+        self.evict(needed, false)
+    }
+
+    /// Makes room for `needed` bytes under the budget, or (`full_disk`) frees `needed` bytes
+    /// of what the cache holds because the file system is full.
+    fn evict(&mut self, needed: u64, full_disk: bool) -> Result<(), RecordError> {
         let evictor = &mut self.plugins.evictor;
-        let evicted = self
-            .cache
-            .reserve(needed, &mut |entries: &[SegmentMeta], b| {
-                let view: Vec<CacheEntry> = entries
-                    .iter()
-                    .map(|e| CacheEntry {
-                        id: e.id.0,
-                        start: e.start,
-                        end: e.end,
-                        bytes: e.bytes,
-                        uploaded: e.uploaded,
-                    })
-                    .collect();
-                let budget = Budget {
-                    limit_bytes: b.limit_bytes,
-                    used_bytes: b.used_bytes,
-                    incoming_bytes: b.incoming_bytes,
-                };
-                evictor
-                    .choose(&view, budget)
-                    .into_iter()
-                    .map(SegmentId)
-                    .collect()
-            })?;
+        let mut choose = |entries: &[SegmentMeta], b: crate::cache::Budget| {
+            let view: Vec<CacheEntry> = entries
+                .iter()
+                .map(|e| CacheEntry {
+                    id: e.id.0,
+                    start: e.start,
+                    end: e.end,
+                    bytes: e.bytes,
+                    uploaded: e.uploaded,
+                })
+                .collect();
+            let budget = Budget {
+                limit_bytes: b.limit_bytes,
+                used_bytes: b.used_bytes,
+                incoming_bytes: b.incoming_bytes,
+            };
+            evictor
+                .choose(&view, budget)
+                .into_iter()
+                .map(SegmentId)
+                .collect()
+        };
+        let evicted = if full_disk {
+            self.cache.evict_for_full_disk(needed, &mut choose)?
+        } else {
+            self.cache.reserve(needed, &mut choose)?
+        };
         for e in evicted {
-            tracing::debug!(segment = %e.file_name, uploaded = e.uploaded, "evicted");
+            tracing::debug!(segment = %e.file_name, uploaded = e.uploaded, full_disk, "evicted");
         }
         Ok(())
     }
