@@ -488,7 +488,8 @@ async fn session(
                 .iter()
                 .position(|c| c.codec != TrackCodec::Aac)
                 .expect("a video track was chosen");
-            let declared = reorder::declared_depth(tracks[video].codec, &tracks[video].decoder_config);
+            let declared =
+                reorder::declared_depth(tracks[video].codec, &tracks[video].decoder_config);
             tracing::debug!(subject = %cfg.subject, ?declared, "video reorder depth");
             run = Some(RunState {
                 base_90k,

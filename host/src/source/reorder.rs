@@ -252,7 +252,8 @@ pub fn h265_declared_depth(sps_nal: &[u8]) -> Option<u32> {
     let sub_layers: u32 = r.read::<u32>(3, "sps_max_sub_layers_minus1").ok()?;
     r.skip(1, "sps_temporal_id_nesting_flag").ok()?;
     // profile_tier_level(1, sps_max_sub_layers_minus1)
-    r.skip(8 + 32 + 48 + 8, "general profile, tier and level").ok()?;
+    r.skip(8 + 32 + 48 + 8, "general profile, tier and level")
+        .ok()?;
     let mut sub_profile = [false; 8];
     let mut sub_level = [false; 8];
     for i in 0..sub_layers as usize {
@@ -284,7 +285,9 @@ pub fn h265_declared_depth(sps_nal: &[u8]) -> Option<u32> {
     r.read_ue("bit_depth_luma_minus8").ok()?;
     r.read_ue("bit_depth_chroma_minus8").ok()?;
     r.read_ue("log2_max_pic_order_cnt_lsb_minus4").ok()?;
-    let all_layers = r.read_bool("sps_sub_layer_ordering_info_present_flag").ok()?;
+    let all_layers = r
+        .read_bool("sps_sub_layer_ordering_info_present_flag")
+        .ok()?;
     let first = if all_layers { 0 } else { sub_layers };
     let mut depth = None;
     for _ in first..=sub_layers {

@@ -572,7 +572,10 @@ pub struct Probe {
 impl Probe {
     /// The earliest presentation time (with B-frames not the first packet's).
     pub fn first_pts(&self) -> f64 {
-        self.packets.iter().map(|p| p.0).fold(f64::INFINITY, f64::min)
+        self.packets
+            .iter()
+            .map(|p| p.0)
+            .fold(f64::INFINITY, f64::min)
     }
     pub fn end_pts(&self) -> f64 {
         self.packets
