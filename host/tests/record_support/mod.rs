@@ -518,7 +518,18 @@ pub fn gaps(dir: &Path) -> Vec<serde_json::Value> {
 /// there), never a decode time after its presentation time, and each segment holds
 /// fps × its duration frames ± one GOP.
 pub fn check_b_frames(segs: &[Seg], probes: &[Probe], fps: f64, gop_frames: usize) {
-    for (s, p) in segs.iter().zip(probes) {
+    for (i, (s, p)) in segs.iter().zip(probes).enumerate() {
+        // A segment closed by the next one of its run holds every frame of its span exactly
+        // (the run's last one may end on a picture whose B-frames the camera never sent).
+        if segs.get(i + 1).is_some_and(|n| n.run == s.run) {
+            assert_eq!(
+                p.packets.len() as f64,
+                (p.duration() * fps).round(),
+                "{}: frames vs duration {:.3} s",
+                s.path.display(),
+                p.duration()
+            );
+        }
         let name = s.path.display();
         assert!(
             p.dts.windows(2).all(|w| w[1] > w[0]),
@@ -548,6 +559,12 @@ pub fn check_b_frames(segs: &[Seg], probes: &[Probe], fps: f64, gop_frames: usiz
         assert!(
             reordered > 0,
             "{name}: presentation order equals decode order: no B-frames recorded"
+        );
+        // Constant frame rate in, exact timing out: every decode step is one frame.
+        assert!(
+            p.packets.iter().all(|k| (k.1 - 1.0 / fps).abs() < 1e-6),
+            "{name}: frame durations {:?}",
+            p.packets.iter().map(|k| k.1).collect::<Vec<_>>()
         );
         let expected = p.duration() * fps;
         let frames = p.packets.len() as f64;
