@@ -498,4 +498,61 @@ mod tests {
         assert_eq!(h265_declared_depth(&x265_b), Some(2));
         assert_eq!(h264_declared_depth(&x264_b[..6]), None, "truncated");
     }
+
+    /// An H.264 SPS NAL unit: `profile_idc`, 320×240, and no VUI.
+    fn sps_without_vui(profile: u8) -> Vec<u8> {
+        let mut bits = String::new();
+        let ue = |bits: &mut String, v: u32| {
+            let code = format!("{:b}", v + 1);
+            bits.push_str(&"0".repeat(code.len() - 1));
+            bits.push_str(&code);
+        };
+        bits.push_str(&format!("{profile:08b}{:08b}{:08b}", 0, 30)); // constraints, level 3
+        ue(&mut bits, 0); // seq_parameter_set_id
+        if profile == 100 {
+            ue(&mut bits, 1); // chroma_format_idc 4:2:0
+            ue(&mut bits, 0); // bit_depth_luma_minus8
+            ue(&mut bits, 0); // bit_depth_chroma_minus8
+            bits.push_str("00"); // qpprime_y_zero_transform_bypass, no scaling matrix
+        }
+        ue(&mut bits, 0); // log2_max_frame_num_minus4
+        ue(&mut bits, 0); // pic_order_cnt_type 0
+        ue(&mut bits, 2); // log2_max_pic_order_cnt_lsb_minus4
+        ue(&mut bits, 2); // max_num_ref_frames
+        bits.push('0'); // gaps_in_frame_num_value_allowed_flag
+        ue(&mut bits, 19); // pic_width_in_mbs_minus1
+        ue(&mut bits, 14); // pic_height_in_map_units_minus1
+        bits.push_str("11"); // frame_mbs_only, direct_8x8_inference
+        bits.push_str("00"); // no cropping, no VUI
+        bits.push('1'); // rbsp_stop_one_bit
+        while bits.len() % 8 != 0 {
+            bits.push('0');
+        }
+        let mut nal = vec![0x67];
+        nal.extend(
+            (0..bits.len())
+                .step_by(8)
+                .map(|i| u8::from_str_radix(&bits[i..i + 8], 2).unwrap()),
+        );
+        nal
+    }
+
+    #[test]
+    fn an_sps_without_reorder_information_leaves_the_depth_to_be_learnt() {
+        for profile in [77, 100] {
+            let nal = sps_without_vui(profile);
+            let rbsp = h264_reader::rbsp::decode_nal(&nal).unwrap();
+            let parsed = h264_reader::nal::sps::SeqParameterSet::from_bits(
+                h264_reader::rbsp::BitReader::new(&rbsp[..]),
+            );
+            assert!(parsed.is_ok(), "profile {profile}: {parsed:?}");
+        }
+        assert_eq!(h264_declared_depth(&sps_without_vui(77)), None, "Main");
+        assert_eq!(h264_declared_depth(&sps_without_vui(100)), None, "High");
+        assert_eq!(
+            h264_declared_depth(&sps_without_vui(66)),
+            Some(0),
+            "Baseline"
+        );
+    }
 }
