@@ -525,7 +525,7 @@ mod tests {
         bits.push_str("11"); // frame_mbs_only, direct_8x8_inference
         bits.push_str("00"); // no cropping, no VUI
         bits.push('1'); // rbsp_stop_one_bit
-        while bits.len() % 8 != 0 {
+        while !bits.len().is_multiple_of(8) {
             bits.push('0');
         }
         let mut nal = vec![0x67];
