@@ -299,7 +299,7 @@ impl Recorder {
                 MediaKind::Audio
             },
             // `wall` is the presentation instant; the segmenter sees the decode instant.
-            dts: f.wall + -(composition_offset * TICKS_PER_SECOND / clock),
+            dts: Ticks90k(f.wall.0 - composition_offset * TICKS_PER_SECOND / clock),
             duration: u32::try_from(duration_90k).unwrap_or(u32::MAX),
             keyframe: f.keyframe,
             size: u32::try_from(f.data.len()).unwrap_or(u32::MAX),
