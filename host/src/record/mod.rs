@@ -268,11 +268,12 @@ impl Recorder {
             }
         }
         let t = f.track;
-        let media_time = f.media_time;
+        let decode_time = f.decode_time;
         let Some(prev) = run.pending[t].replace(f) else {
             return Ok(());
         };
-        let duration = (media_time - prev.media_time).max(1);
+        // Decode order: with B-frames presentation times go back and forth.
+        let duration = (decode_time - prev.decode_time).max(1);
         run.last_duration[t] = duration;
         self.place(prev, duration)
     }
@@ -288,6 +289,7 @@ impl Recorder {
         let video = track.is_video();
         let clock = i64::from(track.clock_rate.max(1));
         let duration_90k = duration * TICKS_PER_SECOND / clock;
+        let composition_offset = f.media_time - f.decode_time;
         let info = FrameInfo {
             track: f.track as u32 + 1,
             kind: if video {
@@ -295,7 +297,8 @@ impl Recorder {
             } else {
                 MediaKind::Audio
             },
-            dts: f.wall,
+            // `wall` is the presentation instant; the segmenter sees the decode instant.
+            dts: f.wall + -(composition_offset * TICKS_PER_SECOND / clock),
             duration: u32::try_from(duration_90k).unwrap_or(u32::MAX),
             keyframe: f.keyframe,
             size: u32::try_from(f.data.len()).unwrap_or(u32::MAX),
@@ -334,8 +337,8 @@ impl Recorder {
         }
         seg.samples.push(Sample {
             track: f.track as u32 + 1,
-            decode_time: u64::try_from(f.media_time).unwrap_or(0),
-            composition_offset: 0,
+            decode_time: u64::try_from(f.decode_time).unwrap_or(0),
+            composition_offset: i32::try_from(composition_offset).unwrap_or(i32::MAX),
             duration: u32::try_from(duration).unwrap_or(u32::MAX),
             keyframe: f.keyframe,
             size: info.size,

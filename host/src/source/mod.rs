@@ -2,7 +2,8 @@
 //!
 //! Owns: connecting over RTSP/TCP interleaved with the topology's credentials, choosing the
 //! tracks to record (H.264/H.265 video, AAC audio when asked; other codecs are reported),
-//! recognising keyframes (H.265 IRAP pictures, not only IDR), reconnecting forever with
+//! recognising keyframes (H.265 IRAP pictures, not only IDR), deriving decode times for video
+//! with B-frames ([`reorder`]), reconnecting forever with
 //! exponential backoff and jitter, stall detection, TEARDOWN on close, mapping media time to
 //! wall-clock 90 kHz ticks per run ([`clock`]) and the LVA diagnostics about the session.
 //!
@@ -11,6 +12,7 @@
 //! pressure) instead of growing memory.
 
 pub mod clock;
+pub mod reorder;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use url::Url;
 use crate::events::{Event, EventBus};
 use crate::time::{TICKS_PER_SECOND, Ticks90k};
 use clock::WallClockMap;
+use reorder::Timeline;
 
 const DIAGNOSTICS: &str = "Microsoft.Media.Graph.Diagnostics";
 
@@ -116,8 +119,13 @@ impl TrackParams {
 pub struct Frame {
     /// Index into the run's tracks.
     pub track: usize,
-    /// Track clock units since the run's first frame (never negative).
+    /// Presentation time in track clock units on the run's timeline (never negative). It
+    /// starts at the run's first keyframe, shifted by the video's reorder depth when the
+    /// stream has B-frames ([`reorder`]).
     pub media_time: i64,
+    /// Decode time on the same timeline: strictly increasing per video track and never after
+    /// `media_time`; equal to it for audio and for video without B-frames.
+    pub decode_time: i64,
     pub wall: Ticks90k,
     pub keyframe: bool,
     pub data: Bytes,
@@ -476,12 +484,24 @@ async fn session(
                 continue;
             };
             let base_90k = to_90k(media.elapsed(), media.clock_rate());
+            let video = chosen
+                .iter()
+                .position(|c| c.codec != TrackCodec::Aac)
+                .expect("a video track was chosen");
+            let declared =
+                reorder::declared_depth(tracks[video].codec, &tracks[video].decoder_config);
+            tracing::debug!(subject = %cfg.subject, ?declared, "video reorder depth");
             run = Some(RunState {
                 base_90k,
                 map: WallClockMap::new(host_now),
                 tracks: tracks.clone(),
-                latest_video: i64::MIN,
-                reordering_reported: false,
+                timeline: Timeline::new(
+                    video,
+                    tracks.iter().map(|t| t.clock_rate).collect(),
+                    declared,
+                ),
+                reorder_reported: false,
+                ready: Vec::new(),
             });
             if tx.send(SourceItem::RunStarted { tracks }).await.is_err() {
                 return Ok(None);
@@ -502,29 +522,6 @@ async fn session(
         };
         let clock = i64::from(media.clock_rate().get());
         let media_time = elapsed_90k * clock / TICKS_PER_SECOND;
-        if chosen[track].codec != TrackCodec::Aac {
-            // RTP carries presentation times only; the recorder takes them as decode order, so
-            // a stream with B-frames (pictures sent before earlier-shown ones) gets wrong frame
-            // timing. Say so once per run instead of recording it silently.
-            if media_time <= state.latest_video && !state.reordering_reported {
-                state.reordering_reported = true;
-                tracing::warn!(subject = %cfg.subject, "video pictures out of presentation order (B-frames)");
-                events.emit(Event::new(
-                    format!("{DIAGNOSTICS}.MediaFormatError"),
-                    cfg.subject.clone(),
-                    json!({
-                        "code": "UnsupportedCodec",
-                        "mediaType": "video",
-                        "track": chosen[track].stream,
-                        "errorMessage": format!(
-                            "video track {}: pictures arrive out of presentation order (B-frames), which is not supported; frame timing in the recording will be wrong; configure the camera without B-frames",
-                            chosen[track].stream
-                        ),
-                    }),
-                ));
-            }
-            state.latest_video = state.latest_video.max(media_time);
-        }
         let new_params = if new_params {
             params_of(&streams[stream_id], chosen[track].codec)
         } else {
@@ -536,13 +533,41 @@ async fn session(
         let frame = Frame {
             track,
             media_time,
+            decode_time: media_time,
             wall,
             keyframe,
             data,
             new_params,
         };
-        if tx.send(SourceItem::Frame(frame)).await.is_err() {
-            return Ok(None);
+        let known_depth = state.timeline.depth();
+        state.timeline.push(frame, &mut state.ready);
+        if known_depth.is_none()
+            && let Some(depth) = state.timeline.depth()
+            && depth > 0
+        {
+            tracing::info!(subject = %cfg.subject, depth, "video has B-frames; decode times derived from the reorder depth");
+        }
+        if state.timeline.violations() > 0 && !state.reorder_reported {
+            state.reorder_reported = true;
+            let depth = state.timeline.depth().unwrap_or(0);
+            tracing::warn!(subject = %cfg.subject, depth, "video reordered deeper than its declared depth");
+            events.emit(Event::new(
+                format!("{DIAGNOSTICS}.MediaFormatError"),
+                cfg.subject.clone(),
+                json!({
+                    "code": "InvalidTimestamps",
+                    "mediaType": "video",
+                    "track": chosen[state.timeline.video()].stream,
+                    "errorMessage": format!(
+                        "video pictures arrive reordered deeper than the stream's reorder depth ({depth}); such pictures are recorded with approximate timing or dropped"
+                    ),
+                }),
+            ));
+        }
+        for f in state.ready.drain(..) {
+            if tx.send(SourceItem::Frame(f)).await.is_err() {
+                return Ok(None);
+            }
         }
     }
 }
@@ -551,9 +576,11 @@ struct RunState {
     base_90k: i64,
     map: WallClockMap,
     tracks: Vec<TrackParams>,
-    /// Latest video media time seen, to notice pictures sent out of presentation order.
-    latest_video: i64,
-    reordering_reported: bool,
+    /// Decode times; holds the run's first frames until the video's timing is known.
+    timeline: Timeline,
+    reorder_reported: bool,
+    /// Frames whose timing is known, to send in order.
+    ready: Vec<Frame>,
 }
 
 fn to_90k(t: i64, clock: NonZeroU32) -> i64 {

@@ -513,21 +513,92 @@ pub fn gaps(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The B-frame checks of one recording at `fps` with GOPs of `gop_frames`: decode times
+/// strictly increase, presentation order differs from decode order (B-frames really were
+/// there), never a decode time after its presentation time, and each segment holds
+/// fps × its duration frames ± one GOP.
+pub fn check_b_frames(segs: &[Seg], probes: &[Probe], fps: f64, gop_frames: usize) {
+    for (i, (s, p)) in segs.iter().zip(probes).enumerate() {
+        // A segment closed by the next one of its run holds every frame of its span exactly
+        // (the run's last one may end on a picture whose B-frames the camera never sent).
+        if segs.get(i + 1).is_some_and(|n| n.run == s.run) {
+            assert_eq!(
+                p.packets.len() as f64,
+                (p.duration() * fps).round(),
+                "{}: frames vs duration {:.3} s",
+                s.path.display(),
+                p.duration()
+            );
+        }
+        let name = s.path.display();
+        assert!(
+            p.dts.windows(2).all(|w| w[1] > w[0]),
+            "{name}: decode times not strictly increasing: {:?}",
+            p.dts
+        );
+        for (i, (pkt, dts)) in p.packets.iter().zip(&p.dts).enumerate() {
+            assert!(
+                *dts <= pkt.0 + 1e-6,
+                "{name}: packet {i} decoded at {dts} after its presentation {}",
+                pkt.0
+            );
+        }
+        // Stricter than check_segments: warnings too (e.g. "non monotonically increasing dts").
+        let dec = Command::new("ffmpeg")
+            .args(["-v", "warning", "-i"])
+            .arg(&s.path)
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg runs");
+        let stderr = String::from_utf8_lossy(&dec.stderr);
+        assert!(
+            dec.status.success() && stderr.trim().is_empty(),
+            "{name}: ffmpeg -v warning says: {stderr}"
+        );
+        let reordered = p.packets.windows(2).filter(|w| w[1].0 < w[0].0).count();
+        assert!(
+            reordered > 0,
+            "{name}: presentation order equals decode order: no B-frames recorded"
+        );
+        // Constant frame rate in, exact timing out: every decode step is one frame.
+        assert!(
+            p.packets.iter().all(|k| (k.1 - 1.0 / fps).abs() < 1e-6),
+            "{name}: frame durations {:?}",
+            p.packets.iter().map(|k| k.1).collect::<Vec<_>>()
+        );
+        let expected = p.duration() * fps;
+        let frames = p.packets.len() as f64;
+        assert!(
+            (frames - expected).abs() <= gop_frames as f64,
+            "{name}: {frames} frames in {:.3} s at {fps} fps",
+            p.duration()
+        );
+    }
+}
+
 /// What ffprobe/ffmpeg say about one segment's video.
 #[derive(Debug)]
 pub struct Probe {
     /// (pts seconds, duration seconds, keyframe), in decode order.
     pub packets: Vec<(f64, f64, bool)>,
+    /// Decode times (seconds) of the same packets.
+    pub dts: Vec<f64>,
     pub decode_errors: String,
 }
 
 impl Probe {
+    /// The earliest presentation time (with B-frames not the first packet's).
     pub fn first_pts(&self) -> f64 {
-        self.packets[0].0
+        self.packets
+            .iter()
+            .map(|p| p.0)
+            .fold(f64::INFINITY, f64::min)
     }
     pub fn end_pts(&self) -> f64 {
-        let last = self.packets.last().unwrap();
-        last.0 + last.1
+        self.packets
+            .iter()
+            .map(|p| p.0 + p.1)
+            .fold(f64::NEG_INFINITY, f64::max)
     }
     pub fn duration(&self) -> f64 {
         self.end_pts() - self.first_pts()
@@ -543,24 +614,27 @@ pub fn probe(path: &Path) -> Probe {
             "-select_streams",
             "v:0",
             "-show_entries",
-            "packet=pts_time,duration_time,flags",
+            "packet=pts_time,dts_time,duration_time,flags",
             "-of",
             "csv=p=0",
         ])
         .arg(path)
         .output()
         .expect("ffprobe runs");
-    let packets = String::from_utf8_lossy(&out.stdout)
+    let (packets, dts): (Vec<(f64, f64, bool)>, Vec<f64>) = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(',').collect();
             Some((
-                f.first()?.parse().ok()?,
-                f.get(1)?.parse().ok()?,
-                f.get(2)?.contains('K'),
+                (
+                    f.first()?.parse().ok()?,
+                    f.get(2)?.parse().ok()?,
+                    f.get(3)?.contains('K'),
+                ),
+                f.get(1)?.parse::<f64>().ok()?,
             ))
         })
-        .collect();
+        .unzip();
     let dec = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
@@ -574,6 +648,7 @@ pub fn probe(path: &Path) -> Probe {
     }
     Probe {
         packets,
+        dts,
         decode_errors,
     }
 }
