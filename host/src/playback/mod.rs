@@ -1,12 +1,18 @@
 //! Playback room: answers "what was recorded, and let me watch it" from an asset store.
 //!
-//! Owns LVA's availableMedia query (`available`) and reads only through the public
-//! [`AssetStore`](crate::upload::AssetStore) API: an asset's blob listing and the `start`/`end`
-//! metadata each blob carries. It must not write, delete or rename anything in a store or a
-//! cache; playback is read-only.
+//! Owns LVA's availableMedia query (`available`), HLS playlists over time ranges (`hls`,
+//! `mp4`) and the loopback HTTP server with the playback page (`server`). It reads only
+//! through the public [`AssetStore`](crate::upload::AssetStore) API: an asset's blob listing,
+//! the `start`/`end` metadata each blob carries and blob bytes. It must not write, delete or
+//! rename anything in a store or a cache (playback is read-only), and it never turns request
+//! text into a path: asset and blob names are validated first.
 
 pub mod available;
+pub mod hls;
+pub mod mp4;
+pub mod server;
 
+use crate::topology::AssetName;
 use crate::upload::UploadError;
 
 /// Why a playback request cannot be answered; [`PlaybackError::status`] maps it to HTTP.
@@ -54,6 +60,14 @@ pub enum PlaybackError {
         "asset '{0}' was not recorded by a media graph (its blobs carry no start/end metadata)"
     )]
     NotRecorded(String),
+    #[error("blob name '{0}' is invalid: expected <yyyyMMddTHHmmssZ>-r<run>-s<sequence>.<ext>")]
+    InvalidBlob(String),
+    #[error("blob '{0}' not found")]
+    BlobNotFound(String),
+    #[error("blob '{0}' is not a fragmented MP4 (no moov before the first moof)")]
+    Unplayable(String),
+    #[error("manifest format '{0}' is not served: use m3u8-aapl or m3u8-cmaf")]
+    UnknownFormat(String),
     #[error("asset store: {0}")]
     Store(#[from] UploadError),
 }
@@ -63,8 +77,8 @@ impl PlaybackError {
     /// (including an asset not recorded by a media graph), 404 for an unknown asset.
     pub fn status(&self) -> u16 {
         match self {
-            PlaybackError::AssetNotFound(_) => 404,
-            PlaybackError::Store(_) => 500,
+            PlaybackError::AssetNotFound(_) | PlaybackError::BlobNotFound(_) => 404,
+            PlaybackError::Store(_) | PlaybackError::Unplayable(_) => 500,
             _ => 400,
         }
     }
@@ -81,6 +95,10 @@ impl PlaybackError {
             PlaybackError::InvalidAsset { .. } => "InvalidAssetName",
             PlaybackError::AssetNotFound(_) => "AssetNotFound",
             PlaybackError::NotRecorded(_) => "AssetNotRecordedByMediaGraph",
+            PlaybackError::InvalidBlob(_) => "InvalidBlobName",
+            PlaybackError::BlobNotFound(_) => "BlobNotFound",
+            PlaybackError::Unplayable(_) => "BlobNotPlayable",
+            PlaybackError::UnknownFormat(_) => "InvalidManifestFormat",
             PlaybackError::Store(_) => "StoreError",
         }
     }
@@ -88,5 +106,139 @@ impl PlaybackError {
     /// `{"error":{"code","message"}}`, the OData error shape LVA uses.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}})
+    }
+}
+
+/// A validated asset name taken from a URL: LVA's pattern forbids `/`, `\\` and `.`, so it
+/// can never name anything outside the asset's own prefix.
+pub fn asset_name(text: &str) -> Result<AssetName, PlaybackError> {
+    AssetName::new(text).map_err(|reason| PlaybackError::InvalidAsset {
+        name: text.to_owned(),
+        reason,
+    })
+}
+
+/// The file part of a blob name as the uploader writes it
+/// (`<yyyyMMddTHHmmssZ>-r<run:010>-s<sequence:010>.<ext>`), validated character by character,
+/// so it cannot contain a separator or `..`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobFile(String);
+
+impl BlobFile {
+    pub fn parse(text: &str) -> Result<Self, PlaybackError> {
+        let bad = || PlaybackError::InvalidBlob(text.to_owned());
+        let (stem, ext) = text.rsplit_once('.').ok_or_else(bad)?;
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        let parts: Vec<&str> = stem.split('-').collect();
+        let ok = parts.len() == 3
+            && parts[0].len() == 16
+            && digits(&parts[0][..8], 8)
+            && &parts[0][8..9] == "T"
+            && digits(&parts[0][9..15], 6)
+            && &parts[0][15..] == "Z"
+            && parts[1].strip_prefix('r').is_some_and(|r| digits(r, 10))
+            && parts[2].strip_prefix('s').is_some_and(|s| digits(s, 10))
+            && (1..=8).contains(&ext.len())
+            && ext.bytes().all(|b| b.is_ascii_alphanumeric());
+        if ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(bad())
+        }
+    }
+
+    /// The file part of a listed blob's name (`<asset>/<file>`).
+    pub fn of(blob: &crate::upload::StoredBlob) -> &str {
+        blob.name.rsplit('/').next().unwrap_or(&blob.name)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The store's name for this blob of `asset`.
+    pub fn blob_name(&self, asset: &AssetName) -> String {
+        format!("{}/{}", asset.as_str(), self.0)
+    }
+}
+
+/// Percent-encodes one URL path segment (everything but RFC 3986 unreserved characters).
+pub fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes (a `+` stays a `+`: RFC 3339 offsets use it); `None` for a broken
+/// escape or bytes that are not UTF-8.
+pub fn decode_component(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_files_must_look_like_the_uploaders_names() {
+        let ok = BlobFile::parse("20200512T233309Z-r0000000003-s0000000007.mp4").unwrap();
+        assert_eq!(ok.as_str(), "20200512T233309Z-r0000000003-s0000000007.mp4");
+        for bad in [
+            "../../etc/passwd",
+            "..",
+            "20200512T233309Z-r0000000003-s0000000007.mp4/../x",
+            "20200512T233309Z-r0000000003-s0000000007",
+            "20200512T233309Z-r0000000003-s000000007.mp4",
+            "20200512T233309Z-r0000000003-s0000000007.m/4",
+            "20200512X233309Z-r0000000003-s0000000007.mp4",
+            "",
+        ] {
+            let e = BlobFile::parse(bad).unwrap_err();
+            assert_eq!((e.status(), e.code()), (400, "InvalidBlobName"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn asset_names_from_urls_cannot_climb_out_of_the_store() {
+        for bad in ["..", "a/b", "..\\x", "a.b", ""] {
+            assert_eq!(asset_name(bad).unwrap_err().status(), 400, "{bad}");
+        }
+        assert_eq!(
+            asset_name("CVRToAsset-default").unwrap().as_str(),
+            "CVRToAsset-default"
+        );
+    }
+
+    #[test]
+    fn url_segments_round_trip_through_percent_encoding() {
+        let name = "cam 1#north\"";
+        assert_eq!(encode_segment(name), "cam%201%23north%22");
+        assert_eq!(decode_component(&encode_segment(name)).unwrap(), name);
+        assert_eq!(
+            decode_component("2020-01-01T01:00:00+01:00").unwrap(),
+            "2020-01-01T01:00:00+01:00"
+        );
+        assert_eq!(decode_component("%2e%2E%2F").unwrap(), "../");
+        assert!(decode_component("%zz").is_none());
+        assert!(decode_component("%ff").is_none());
     }
 }
