@@ -184,6 +184,9 @@ struct State {
     gaps: Vec<Gap>,
     /// Gaps not yet in `gaps.log` because the disk was full; written with the next write.
     unlogged_gaps: Vec<Gap>,
+    /// Segments whose seal failed before the rename (e.g. a full disk): complete up to their
+    /// last fragment, counted in `used`, sealed again by the next `begin_segment`/`seal`.
+    unsealed: Vec<Unsealed>,
     uploaded_log: AppendLog,
     gaps_log: AppendLog,
 }
@@ -226,10 +229,19 @@ impl AppendLog {
     }
 }
 
+/// A closed `.open` file waiting to be sealed.
+struct Unsealed {
+    id: SegmentId,
+    header: JournalHeader,
+    end: Ticks90k,
+    bytes: u64,
+}
+
 impl State {
     fn used(&self) -> u64 {
         self.sealed.values().map(|m| m.bytes).sum::<u64>()
             + self.open.as_ref().map_or(0, |o| o.bytes)
+            + self.unsealed.iter().map(|u| u.bytes).sum::<u64>()
     }
 }
 
@@ -342,6 +354,7 @@ impl Cache {
             next_run,
             gaps,
             unlogged_gaps: Vec::new(),
+            unsealed: Vec::new(),
             uploaded_log,
             gaps_log,
         };
@@ -461,6 +474,7 @@ impl Cache {
         if st.open.is_some() {
             return Err(CacheError::AlreadyOpen);
         }
+        self.retry_unsealed(&mut st);
         let id = SegmentId(st.next_id);
         st.next_id += 1;
         st.next_run = st.next_run.max(run + 1);
@@ -672,36 +686,92 @@ impl Cache {
     /// An open segment without any fragment is removed instead.
     pub fn seal(&self) -> Result<Option<SegmentMeta>, CacheError> {
         let mut st = self.lock();
-        let open = st.open.take().ok_or(CacheError::NotOpen)?;
-        let name = format!("{:012}.open", open.id.0);
-        let jname = format!("{:012}.journal", open.id.0);
-        drop(open.journal);
-        if open.fragments == 0 {
-            drop(open.file);
+        self.retry_unsealed(&mut st);
+        let OpenSeg {
+            id,
+            header,
+            file,
+            journal,
+            bytes,
+            end,
+            fragments,
+            ..
+        } = st.open.take().ok_or(CacheError::NotOpen)?;
+        drop(journal);
+        if fragments == 0 {
+            let name = format!("{:012}.open", id.0);
+            let jname = format!("{:012}.journal", id.0);
+            drop(file);
             self.dir.remove_file(&name).map_err(io("remove", &name))?;
             self.dir.remove_file(&jname).map_err(io("remove", &jname))?;
             return Ok(None);
         }
+        let segment = Unsealed {
+            id,
+            header,
+            end,
+            bytes,
+        };
+        match self.finish_seal(Some(file), &segment) {
+            Ok(meta) => {
+                st.sealed.insert(meta.id, meta.clone());
+                Ok(Some(meta))
+            }
+            Err(e) => {
+                tracing::warn!(segment = id.0, error = %e, "seal failed; retried with the next segment");
+                st.unsealed.push(segment);
+                Err(e)
+            }
+        }
+    }
+
+    /// Truncate to the journaled length, fsync, rename into place; then the directory fsync
+    /// and the journal's removal, whose failure start-up reconciliation repairs.
+    fn finish_seal(&self, file: Option<File>, u: &Unsealed) -> Result<SegmentMeta, CacheError> {
+        let name = format!("{:012}.open", u.id.0);
+        let file = match file {
+            Some(f) => f,
+            None => self
+                .dir
+                .open_with(&name, OpenOptions::new().write(true))
+                .map_err(io("open", &name))?,
+        };
         // A fragment whose failed write could not be cut back is cut here.
-        open.file
-            .set_len(open.bytes)
-            .map_err(io("truncate", &name))?;
-        open.file.sync_all().map_err(io("fsync", &name))?;
-        drop(open.file);
-        let meta = sealed_meta(open.id, &open.header, open.end, open.bytes);
+        file.set_len(u.bytes).map_err(io("truncate", &name))?;
+        file.sync_all().map_err(io("fsync", &name))?;
+        drop(file);
+        let meta = sealed_meta(u.id, &u.header, u.end, u.bytes);
         self.dir
             .rename(&name, &self.dir, &meta.file_name)
             .map_err(io("rename", &name))?;
-        sync_dir(&self.dir)?;
-        self.dir.remove_file(&jname).map_err(io("remove", &jname))?;
-        st.sealed.insert(meta.id, meta.clone());
-        Ok(Some(meta))
+        let jname = format!("{:012}.journal", u.id.0);
+        let rest = sync_dir(&self.dir)
+            .and_then(|()| self.dir.remove_file(&jname).map_err(io("remove", &jname)));
+        if let Err(e) = rest {
+            tracing::warn!(segment = %meta.file_name, error = %e, "sealed, but the directory fsync or the journal removal failed; start-up reconciles it");
+        }
+        Ok(meta)
+    }
+
+    fn retry_unsealed(&self, st: &mut State) {
+        for u in std::mem::take(&mut st.unsealed) {
+            match self.finish_seal(None, &u) {
+                Ok(meta) => {
+                    tracing::info!(segment = %meta.file_name, "sealed after an earlier failure");
+                    st.sealed.insert(meta.id, meta);
+                }
+                Err(_) => st.unsealed.push(u),
+            }
+        }
     }
 
     /// Clean shutdown: the next start-up will not report a crash. Seal first.
     pub fn close(&self) -> Result<(), CacheError> {
         if self.lock().open.is_some() {
             self.seal()?;
+        } else {
+            let mut st = self.lock();
+            self.retry_unsealed(&mut st);
         }
         self.dir
             .remove_file(RUNNING)

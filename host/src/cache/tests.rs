@@ -220,3 +220,42 @@ fn sanitized_names_stay_inside_the_root() {
     assert_eq!(sanitize_dir_name(""), "_");
     assert_eq!(sanitize_dir_name("a/b c"), "a_b_c");
 }
+
+#[test]
+fn a_failed_seal_keeps_the_segment_counted_and_the_next_segment_seals_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, _) = open(tmp.path(), 1 << 20);
+    c.begin_segment(1, 0, T0, "avc1.64001F", "mp4").unwrap();
+    c.append_fragment(&[b"aaaa"], T0 + 90_000).unwrap();
+    // A directory where the sealed file goes makes the rename fail, as a full disk can.
+    let target = tmp.path().join(format!(
+        "{:012}_1_0_{}_{}_avc1.64001F.mp4",
+        1,
+        T0.0,
+        T0.0 + 90_000
+    ));
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("x"), b"x").unwrap();
+    let err = c.seal().unwrap_err();
+    assert!(matches!(err, CacheError::Io { op: "rename", .. }), "{err}");
+    assert!(c.sealed().is_empty());
+    assert_eq!(c.used_bytes(), 4, "still counted against the budget");
+    assert!(tmp.path().join("000000000001.open").exists());
+
+    std::fs::remove_dir_all(&target).unwrap();
+    c.begin_segment(1, 1, T0 + 90_000, "avc1.64001F", "mp4")
+        .unwrap();
+    let sealed = c.sealed();
+    assert_eq!(sealed.len(), 1, "sealed when the next segment began");
+    assert_eq!(sealed[0].end, T0 + 90_000);
+    let mut data = Vec::new();
+    c.open_sealed(sealed[0].id)
+        .unwrap()
+        .read_to_end(&mut data)
+        .unwrap();
+    assert_eq!(data, b"aaaa");
+    c.append_fragment(&[b"bb"], T0 + 180_000).unwrap();
+    c.seal().unwrap().unwrap();
+    assert_eq!(c.used_bytes(), 6);
+    assert!(!names(tmp.path()).iter().any(|n| n.ends_with(".journal")));
+}

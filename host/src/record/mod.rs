@@ -244,9 +244,8 @@ impl Recorder {
         self.stats
             .dropped_frames
             .fetch_add(seg.samples.len() as u64, Ordering::Relaxed);
-        if seg.in_cache && self.cache.seal()?.is_some() {
-            run.next_sequence += 1;
-            self.stats.segments.fetch_add(1, Ordering::Relaxed);
+        if seg.in_cache {
+            seal_in_cache(&self.cache, run, &self.stats)?;
         }
         Ok(())
     }
@@ -378,9 +377,8 @@ impl Recorder {
         let Some(seg) = run.segment.take() else {
             return Ok(());
         };
-        if seg.in_cache && self.cache.seal()?.is_some() {
-            run.next_sequence += 1;
-            self.stats.segments.fetch_add(1, Ordering::Relaxed);
+        if seg.in_cache {
+            seal_in_cache(&self.cache, run, &self.stats)?;
         }
         Ok(())
     }
@@ -414,10 +412,7 @@ impl Recorder {
                 let run = self.run.as_mut().expect("run");
                 let had_file = run.segment.take().is_some_and(|s| s.in_cache);
                 if had_file {
-                    if self.cache.seal()?.is_some() {
-                        run.next_sequence += 1;
-                        self.stats.segments.fetch_add(1, Ordering::Relaxed);
-                    }
+                    seal_in_cache(&self.cache, run, &self.stats)?;
                     if first_keyframe {
                         self.begin_segment(fragment_start)?;
                         let seg = self
@@ -472,11 +467,8 @@ impl Recorder {
                 Ok(()) => continue,
                 Err(RecordError::Cache(CacheError::NoRoom { .. })) => {
                     let run = self.run.as_mut().expect("run");
-                    if run.segment.take().is_some_and(|s| s.in_cache)
-                        && self.cache.seal()?.is_some()
-                    {
-                        run.next_sequence += 1;
-                        self.stats.segments.fetch_add(1, Ordering::Relaxed);
+                    if run.segment.take().is_some_and(|s| s.in_cache) {
+                        seal_in_cache(&self.cache, run, &self.stats)?;
                     }
                     self.restart_segmenter = true;
                     self.drop_on_full_disk(start, end, frames, needed);
@@ -660,6 +652,23 @@ impl Recorder {
             self.subject.clone(),
             json!({"outputType": "assetName", "outputLocation": self.asset}),
         ));
+    }
+}
+
+/// Seals the run's segment in the cache. A segment whose seal failed stays in the cache and
+/// is sealed later (see `Cache::seal`), so its sequence number is used either way.
+fn seal_in_cache(cache: &Cache, run: &mut Run, stats: &RecorderStats) -> Result<(), RecordError> {
+    match cache.seal() {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => {
+            run.next_sequence += 1;
+            stats.segments.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => {
+            run.next_sequence += 1;
+            Err(e.into())
+        }
     }
 }
 
