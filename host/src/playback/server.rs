@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::available::{AvailabilityQuery, param, parse_instant, recorded_spans};
@@ -195,7 +195,9 @@ async fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<
     let mut total = 0usize;
     loop {
         let mut line = String::new();
-        let n = match tokio::time::timeout(IDLE, reader.read_line(&mut line)).await {
+        // Bounded read: a line that never ends must not grow without limit.
+        let mut limited = (&mut *reader).take((MAX_HEAD - total + 1) as u64);
+        let n = match tokio::time::timeout(IDLE, limited.read_line(&mut line)).await {
             Ok(r) => r?,
             Err(_) => return Ok(None),
         };
@@ -533,6 +535,202 @@ fn byte_range(header: &str, len: usize) -> RangeAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upload::local::LocalStore;
+    use crate::upload::{SegmentFacts, SegmentUpload};
+
+    fn boxed(kind: &[u8; 4], body: usize, fill: u8) -> Vec<u8> {
+        let mut b = ((body + 8) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.resize(body + 8, fill);
+        b
+    }
+
+    /// A store holding one fMP4-shaped blob; returns the server address, the blob's URL path
+    /// and its bytes.
+    async fn server() -> (SocketAddr, String, Vec<u8>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut body = boxed(b"ftyp", 16, 1);
+        body.extend(boxed(b"moov", 200, 2));
+        body.extend(boxed(b"moof", 50, 3));
+        body.extend(boxed(b"mdat", 5000, 4));
+        let seg = dir.path().join("seg.mp4");
+        std::fs::write(&seg, &body).unwrap();
+        let facts = SegmentFacts {
+            asset: "cam".into(),
+            run: 1,
+            sequence: 0,
+            start: Ticks90k::from_secs(1_700_000_000),
+            end: Ticks90k::from_secs(1_700_000_030),
+            codecs: "avc1.64001f".into(),
+            extension: "mp4".into(),
+        };
+        let store = Arc::new(LocalStore::new(dir.path().join("assets"), 4096));
+        store.prepare().await.unwrap();
+        let blob = store
+            .put_segment(SegmentUpload {
+                facts,
+                file: std::fs::File::open(&seg).unwrap(),
+                bytes: body.len() as u64,
+            })
+            .await
+            .unwrap();
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let assets = vec![AssetName::new("cam").unwrap()];
+        tokio::spawn(serve(listener, Playback::new(store, assets)));
+        let path = format!("/assets/cam/blobs/{}", BlobFile::of(&blob));
+        (addr, path, body, dir)
+    }
+
+    /// Reads one response (head + Content-Length body) from a kept-alive connection.
+    async fn read_response(stream: &mut TcpStream) -> (String, Vec<u8>) {
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).await.unwrap();
+            raw.push(byte[0]);
+        }
+        let head = String::from_utf8(raw).unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut body = vec![0u8; len];
+        if !head.starts_with("HEAD") {
+            stream.read_exact(&mut body).await.unwrap();
+        }
+        (head, body)
+    }
+
+    async fn send(stream: &mut TcpStream, method: &str, path: &str, extra: &str) {
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_kept_alive_connection_serves_parts_ranges_and_errors() {
+        let (addr, path, body, _dir) = server().await;
+        let init = 24 + 208;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+
+        send(&mut c, "GET", &format!("{path}/init.mp4"), "").await;
+        let (head, got) = read_response(&mut c).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(got, &body[..init]);
+
+        send(
+            &mut c,
+            "GET",
+            &format!("{path}/media.mp4"),
+            "Range: bytes=0-7\r\n",
+        )
+        .await;
+        let (head, got) = read_response(&mut c).await;
+        assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+        let media_len = body.len() - init;
+        assert!(
+            head.contains(&format!("Content-Range: bytes 0-7/{media_len}\r\n")),
+            "{head}"
+        );
+        assert_eq!(got, &body[init..init + 8]);
+
+        send(
+            &mut c,
+            "GET",
+            &path,
+            &format!("Range: bytes={}-\r\n", body.len()),
+        )
+        .await;
+        let (head, _) = read_response(&mut c).await;
+        assert!(head.starts_with("HTTP/1.1 416"), "{head}");
+        assert!(
+            head.contains(&format!("Content-Range: bytes */{}", body.len())),
+            "{head}"
+        );
+
+        send(
+            &mut c,
+            "GET",
+            "/assets/cam/blobs/20231114T221320Z-r0000000009-s0000000000.mp4",
+            "",
+        )
+        .await;
+        let (head, got) = read_response(&mut c).await;
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        assert!(String::from_utf8_lossy(&got).contains("BlobNotFound"));
+
+        send(
+            &mut c,
+            "GET",
+            "/assets/nobody/availableMedia?precision=year",
+            "",
+        )
+        .await;
+        let (head, _) = read_response(&mut c).await;
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
+        send(
+            &mut c,
+            "GET",
+            "/assets/cam/availableMedia?precision=year",
+            "",
+        )
+        .await;
+        let (head, got) = read_response(&mut c).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(got, br#"{"timeRanges":[{"start":"2023","end":"2023"}]}"#);
+
+        send(&mut c, "POST", "/", "").await;
+        let (head, _) = read_response(&mut c).await;
+        assert!(
+            head.starts_with("HTTP/1.1 405") && head.contains("Allow: GET, HEAD"),
+            "{head}"
+        );
+
+        // HEAD: the GET's headers, no body; then the connection closes on request.
+        send(&mut c, "HEAD", &path, "Connection: close\r\n").await;
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).await.unwrap();
+        let rest = String::from_utf8(rest).unwrap();
+        assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+        assert!(
+            rest.contains(&format!("Content-Length: {}\r\n", body.len())),
+            "{rest}"
+        );
+        assert!(rest.ends_with("\r\n\r\n"), "HEAD must send no body: {rest}");
+    }
+
+    #[tokio::test]
+    async fn garbage_and_oversized_heads_are_refused_without_harm() {
+        let (addr, _, _, _dir) = server().await;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"NONSENSE\r\n\r\n").await.unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.unwrap();
+        assert!(out.starts_with(b"HTTP/1.1 400"));
+
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        // Exactly one byte over the limit, so the server has read everything it was sent
+        // when it answers (no reset from unread bytes).
+        let huge = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD - 16 - 3 + 1));
+        let _ = c.write_all(huge.as_bytes()).await;
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out).await;
+        assert!(
+            out.starts_with(b"HTTP/1.1 431"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+
+        // The server still answers.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        send(&mut c, "GET", "/assets", "").await;
+        let (head, got) = read_response(&mut c).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(got, br#"{"assets":["cam"]}"#);
+    }
 
     #[test]
     fn byte_ranges_follow_rfc_9110() {
