@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 if ! command -v ffprobe >/dev/null ||
   ! python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null ||
   ! rustup target list --installed | grep -qx wasm32-wasip2 ||
-  [ ! -d tests/node_modules/azurite ]; then
+  [ ! -d tests/node_modules/azurite ] || [ ! -d tests/node_modules/playwright-core ] ||
+  [ ! -x /usr/bin/chromium ]; then
   bash tests/install-peers.sh
 fi
 

@@ -376,7 +376,14 @@ async fn available(
 ) -> Result<Response, PlaybackError> {
     let asset = asset_name(asset)?;
     let query = AvailabilityQuery::parse(params)?;
-    let spans = recorded_spans(asset.as_str(), &playback.listing(&asset).await?)?;
+    let blobs = playback.listing(&asset).await?;
+    // The served assets are the running graph's own: LVA creates a sink's asset when the graph
+    // activates, so until the first upload it has no media rather than not existing (a 404
+    // there is an error in the page's console every refresh).
+    if blobs.is_empty() && playback.assets.contains(&asset) {
+        return Ok(Response::json(&query.answer(&[])));
+    }
+    let spans = recorded_spans(asset.as_str(), &blobs)?;
     Ok(Response::json(&query.answer(&spans)))
 }
 
@@ -576,7 +583,10 @@ mod tests {
             .unwrap();
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let assets = vec![AssetName::new("cam").unwrap()];
+        let assets = vec![
+            AssetName::new("cam").unwrap(),
+            AssetName::new("idle").unwrap(),
+        ];
         tokio::spawn(serve(listener, Playback::new(store, assets)));
         let path = format!("/assets/cam/blobs/{}", BlobFile::of(&blob));
         (addr, path, body, dir)
@@ -671,6 +681,18 @@ mod tests {
         let (head, _) = read_response(&mut c).await;
         assert!(head.starts_with("HTTP/1.1 404"), "{head}");
 
+        // A served asset with nothing uploaded yet has no media, not no asset.
+        send(
+            &mut c,
+            "GET",
+            "/assets/idle/availableMedia?precision=full&startTime=2023-01-01T00:00:00Z&endTime=2023-01-02T00:00:00Z",
+            "",
+        )
+        .await;
+        let (head, got) = read_response(&mut c).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(got, br#"{"timeRanges":[]}"#);
+
         send(
             &mut c,
             "GET",
@@ -729,7 +751,7 @@ mod tests {
         send(&mut c, "GET", "/assets", "").await;
         let (head, got) = read_response(&mut c).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        assert_eq!(got, br#"{"assets":["cam"]}"#);
+        assert_eq!(got, br#"{"assets":["cam","idle"]}"#);
     }
 
     #[test]
