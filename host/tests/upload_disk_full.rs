@@ -39,43 +39,6 @@ fn require_unshare(dir: &Path) {
     }
 }
 
-/// A 3 Mbit/s 640x360 H.264 elementary stream (1 s GOP, no B-frames) for `camera --clip`.
-fn clip_dir(dir: &Path) -> PathBuf {
-    require("ffmpeg", "ffmpeg");
-    let clip = dir.join("clip");
-    std::fs::create_dir_all(&clip).unwrap();
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=640x360:rate=25:duration=10")
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args([
-            "-bf",
-            "0",
-            "-g",
-            "25",
-            "-keyint_min",
-            "25",
-            "-sc_threshold",
-            "0",
-        ])
-        .args([
-            "-b:v", "3M", "-minrate", "3M", "-maxrate", "3M", "-bufsize", "1M",
-        ])
-        .args(["-x264-params", "nal-hrd=cbr:force-cfr=1", "-f", "h264"])
-        .arg(clip.join("video.h264"))
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success(), "ffmpeg could not make the clip");
-    clip
-}
-
 /// A blob of the local store with its metadata (start/end in 90 kHz ticks).
 #[derive(Debug)]
 struct Blob {
@@ -122,7 +85,7 @@ fn full_cache_disk_evicts_drops_reports_once_per_episode_and_recording_resumes()
     let tmp = tempfile::tempdir().unwrap();
     require_unshare(tmp.path());
     let port = free_port();
-    let clip = clip_dir(tmp.path());
+    let clip = make_camera_clip(tmp.path(), 3000);
     let _camera = camera(port, &["--clip", clip.to_str().unwrap()]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
     let topology = write_topology(tmp.path(), &[&url], 200, "PT30S");

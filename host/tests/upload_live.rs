@@ -16,48 +16,10 @@ mod azurite;
 mod record_support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mediagraph::upload::config::StoreArgs;
 use record_support::*;
-
-/// A 2 Mbit/s 640x360 H.264 elementary stream (1 s GOP, no B-frames) for `camera --clip`.
-fn clip_dir(dir: &Path) -> std::path::PathBuf {
-    require("ffmpeg", "ffmpeg");
-    let clip = dir.join("clip");
-    std::fs::create_dir_all(&clip).unwrap();
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=640x360:rate=25:duration=10")
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args([
-            "-bf",
-            "0",
-            "-g",
-            "25",
-            "-keyint_min",
-            "25",
-            "-sc_threshold",
-            "0",
-        ])
-        .args([
-            "-b:v", "2M", "-minrate", "2M", "-maxrate", "2M", "-bufsize", "1M",
-        ])
-        .args(["-x264-params", "nal-hrd=cbr:force-cfr=1", "-f", "h264"])
-        .arg(clip.join("video.h264"))
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success(), "ffmpeg could not make the clip");
-    clip
-}
 
 /// The uploader's "segment uploaded and verified" log lines: blob names in upload order.
 fn uploads(log: &str) -> Vec<String> {
@@ -131,7 +93,7 @@ fn live_outage_evicts_oldest_and_restore_uploads_oldest_first_leaving_one_gap() 
     let tmp = tempfile::tempdir().unwrap();
     let mut azurite = azurite::Azurite::start().expect("Azurite");
     let port = free_port();
-    let clip = clip_dir(tmp.path());
+    let clip = make_camera_clip(tmp.path(), 2000);
     let _camera = camera(port, &["--clip", clip.to_str().unwrap()]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
     let budget_mib = 15;

@@ -131,57 +131,38 @@ pub fn require(tool: &str, package: &str) {
 
 /// A small H.264 clip (no B-frames, GOP `gop` frames at 25 fps) made with ffmpeg's test source.
 pub fn make_clip(dir: &Path, secs: u32, kbit: u32, gop: u32) -> PathBuf {
-    require("ffmpeg", "ffmpeg");
     let out = dir.join(format!("clip-{kbit}k.mp4"));
+    encode_cbr_h264(&out, secs, kbit, gop, &[]);
+    out
+}
+
+/// `dir/clip/video.h264` for the test camera's `--clip`: 10 s of constant-bitrate 640x360 H.264
+/// (1 s GOP, no B-frames), so a cache budget fills at a known rate.
+pub fn make_camera_clip(dir: &Path, kbit: u32) -> PathBuf {
+    let clip = dir.join("clip");
+    std::fs::create_dir_all(&clip).unwrap();
+    encode_cbr_h264(&clip.join("video.h264"), 10, kbit, 25, &["-f", "h264"]);
+    clip
+}
+
+fn encode_cbr_h264(out: &Path, secs: u32, kbit: u32, gop: u32, output_args: &[&str]) {
+    require("ffmpeg", "ffmpeg");
+    let rate = format!("{kbit}k");
+    let gop = gop.to_string();
     let status = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25",
-            "-t",
-            &secs.to_string(),
-        ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-bf",
-            "0",
-            "-g",
-            &gop.to_string(),
-        ])
-        .args([
-            "-keyint_min",
-            &gop.to_string(),
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args([
-            "-b:v",
-            &format!("{kbit}k"),
-            "-minrate",
-            &format!("{kbit}k"),
-            "-maxrate",
-            &format!("{kbit}k"),
-        ])
-        .args([
-            "-bufsize",
-            &format!("{}k", kbit / 2),
-            "-x264-params",
-            "nal-hrd=cbr:force-cfr=1",
-        ])
-        .arg(&out)
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=640x360:rate=25")
+        .args(["-t", &secs.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "0"])
+        .args(["-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0"])
+        .args(["-pix_fmt", "yuv420p", "-b:v", &rate, "-minrate", &rate])
+        .args(["-maxrate", &rate, "-bufsize", &format!("{}k", kbit / 2)])
+        .args(["-x264-params", "nal-hrd=cbr:force-cfr=1"])
+        .args(output_args)
+        .arg(out)
         .status()
         .expect("ffmpeg runs");
     assert!(status.success(), "ffmpeg could not make the test clip");
-    out
 }
 
 /// `dir/video.h265` for the test camera's `--clip dir`: x265 with open GOPs (keyframes after
