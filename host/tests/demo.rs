@@ -4,11 +4,10 @@
 
 mod record_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use mediagraph::playback::available::parse_instant;
@@ -72,28 +71,6 @@ fn demo_records_the_test_camera_into_the_local_asset_store() {
         .sum();
     assert!(total >= 29.0, "uploaded {total:.1} s of video");
     assert!(data.join("topology.json").exists());
-}
-
-/// The address from the `demo: playback page at http://ADDR/` line on stdout.
-fn page_address(demo: &mut Proc) -> SocketAddr {
-    let stdout = demo.child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no playback page line on stdout:\n{}", demo.log()));
-        if let Some(rest) = line.strip_prefix("demo: playback page at http://") {
-            let addr = rest.split('/').next().unwrap();
-            return addr
-                .parse()
-                .unwrap_or_else(|_| panic!("bad address in {line:?}"));
-        }
-    }
 }
 
 struct Answer {

@@ -7,11 +7,9 @@
 
 mod record_support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use record_support::*;
@@ -207,28 +205,6 @@ fn video_size(path: &Path) -> (u64, u64) {
     let text = String::from_utf8_lossy(&out.stdout);
     let (w, h) = text.trim().split_once(',').expect("width,height");
     (w.parse().unwrap(), h.parse().unwrap())
-}
-
-/// The address from the `demo: playback page at http://ADDR/` line on stdout.
-fn page_address(demo: &mut Proc) -> SocketAddr {
-    let stdout = demo.child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no playback page line on stdout:\n{}", demo.log()));
-        if let Some(rest) = line.strip_prefix("demo: playback page at http://") {
-            let addr = rest.split('/').next().unwrap();
-            return addr
-                .parse()
-                .unwrap_or_else(|_| panic!("bad address in {line:?}"));
-        }
-    }
 }
 
 /// The test's temporary directory, kept (and named on stderr) when the test fails, so the

@@ -732,3 +732,25 @@ impl Proc {
         }
     }
 }
+
+/// The address from the `demo: playback page at http://ADDR/` line on stdout.
+pub fn page_address(demo: &mut Proc) -> std::net::SocketAddr {
+    let stdout = demo.child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no playback page line on stdout:\n{}", demo.log()));
+        if let Some(rest) = line.strip_prefix("demo: playback page at http://") {
+            let addr = rest.split('/').next().unwrap();
+            return addr
+                .parse()
+                .unwrap_or_else(|_| panic!("bad address in {line:?}"));
+        }
+    }
+}
