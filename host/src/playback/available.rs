@@ -146,21 +146,13 @@ impl AvailabilityQuery {
             let (start_text, end_text) = required(precision, start, end)?;
             let start = parse_instant("startTime", start_text)?;
             let end = parse_instant("endTime", end_text)?;
-            if start >= end {
-                return Err(PlaybackError::Order {
-                    start: start_text.to_owned(),
-                    end: end_text.to_owned(),
-                    rule: "before",
-                });
-            }
-            if end - start > FULL_MAX_TICKS {
-                return Err(PlaybackError::SpanTooLong {
-                    start: start_text.to_owned(),
-                    end: end_text.to_owned(),
-                    what: "precision=full",
-                    max: "25 hours",
-                });
-            }
+            check_span(
+                (start, end),
+                (start_text, end_text),
+                FULL_MAX_TICKS,
+                "precision=full",
+                "25 hours",
+            )?;
             return Ok(AvailabilityQuery::Full { start, end });
         }
         let (start, end) = if precision == Precision::Year {
@@ -299,6 +291,32 @@ pub fn parse_instant(name: &'static str, text: &str) -> Result<Ticks90k, Playbac
     };
     let ticks = t.unix_timestamp_nanos() * i128::from(TICKS_PER_SECOND) / 1_000_000_000;
     Ok(Ticks90k(i64::try_from(ticks).map_err(|_| bad())?))
+}
+
+/// `start` strictly before `end`, at most `max_ticks` apart; errors quote the request's text.
+pub(super) fn check_span(
+    (start, end): (Ticks90k, Ticks90k),
+    (start_text, end_text): (&str, &str),
+    max_ticks: i64,
+    what: &'static str,
+    max: &'static str,
+) -> Result<(), PlaybackError> {
+    if start >= end {
+        return Err(PlaybackError::Order {
+            start: start_text.to_owned(),
+            end: end_text.to_owned(),
+            rule: "before",
+        });
+    }
+    if end - start > max_ticks {
+        return Err(PlaybackError::SpanTooLong {
+            start: start_text.to_owned(),
+            end: end_text.to_owned(),
+            what,
+            max,
+        });
+    }
+    Ok(())
 }
 
 fn digits(text: &str) -> Option<i32> {

@@ -13,7 +13,7 @@
 
 use std::fmt::Write;
 
-use super::available::{MERGE_TOLERANCE, param, parse_instant};
+use super::available::{MERGE_TOLERANCE, check_span, param, parse_instant};
 use super::{BlobFile, PlaybackError, encode_segment};
 use crate::time::{TICKS_PER_SECOND, Ticks90k};
 use crate::topology::AssetName;
@@ -82,22 +82,8 @@ impl PlaylistRange {
                 Ok(PlaylistRange::Since(s))
             }
             (Some(s), Some(e)) => {
-                let (st, et) = (start_text.unwrap_or_default(), end_text.unwrap_or_default());
-                if s >= e {
-                    return Err(PlaybackError::Order {
-                        start: st.to_owned(),
-                        end: et.to_owned(),
-                        rule: "before",
-                    });
-                }
-                if e - s > MAX_SPAN {
-                    return Err(PlaybackError::SpanTooLong {
-                        start: st.to_owned(),
-                        end: et.to_owned(),
-                        what: "a manifest",
-                        max: "24 hours",
-                    });
-                }
+                let text = (start_text.unwrap_or_default(), end_text.unwrap_or_default());
+                check_span((s, e), text, MAX_SPAN, "a manifest", "24 hours")?;
                 Ok(PlaylistRange::Between(s, e))
             }
         }
