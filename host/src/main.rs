@@ -40,7 +40,11 @@ enum Command {
     Assets(mediagraph::upload::cli::AssetsCommand),
 }
 
-#[tokio::main]
+/// One runtime thread serves every camera. A frame costs a few microseconds of parsing, so one
+/// thread keeps up with hundreds of cameras, while spreading tasks over worker threads cost
+/// more in wake-ups than the work itself (a quarter of recording CPU at 32 cameras). File I/O
+/// and fsync run on tokio's blocking pool, so a slow disk never stalls the sessions.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
