@@ -179,7 +179,7 @@ mod tests {
         StoredBlob {
             name: facts.blob_name(),
             bytes: 1,
-            metadata: facts.metadata("00"),
+            metadata: facts.metadata(None),
         }
     }
 

@@ -304,7 +304,8 @@ impl AssetStore for AzureBlobStore {
 
         let sha = hex(&sha.finalize());
         let md5 = md5.finalize().to_vec();
-        let metadata: HashMap<String, String> = segment.facts.metadata(&sha).into_iter().collect();
+        let metadata: HashMap<String, String> =
+            segment.facts.metadata(Some(&sha)).into_iter().collect();
         let (if_match, if_none_match) = match previous.as_ref().and_then(|p| p.metadata.get("etag"))
         {
             Some(etag) => (Some(Etag::from(etag.as_str())), None),
@@ -335,7 +336,7 @@ impl AssetStore for AzureBlobStore {
                     blob: name.clone(),
                     what: "not found after commit".into(),
                 })?;
-        super::local::verify(&stored, &sha, segment.bytes)?;
+        super::local::verify(&stored, Some(&sha), segment.bytes)?;
         if stored.metadata.get("contentmd5") != Some(&hex(&md5)) {
             return Err(UploadError::Verify {
                 blob: name,

@@ -85,7 +85,7 @@ mod tests {
         StoredBlob {
             name: facts.blob_name(),
             bytes: 10,
-            metadata: facts.metadata("00"),
+            metadata: facts.metadata(None),
         }
     }
 

@@ -132,9 +132,10 @@ impl SegmentFacts {
         )
     }
 
-    /// Blob metadata (names are valid C# identifiers, values ASCII, as Azure requires).
-    pub fn metadata(&self, sha256_hex: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([
+    /// Blob metadata (names are valid C# identifiers, values ASCII, as Azure requires), with the
+    /// content's SHA-256 when the store computed one while sending.
+    pub fn metadata(&self, sha256_hex: Option<&str>) -> BTreeMap<String, String> {
+        let mut metadata = BTreeMap::from([
             ("asset".to_owned(), self.asset.clone()),
             ("run".to_owned(), self.run.to_string()),
             ("sequence".to_owned(), self.sequence.to_string()),
@@ -143,8 +144,11 @@ impl SegmentFacts {
             ("startutc".to_owned(), self.start.to_rfc3339_millis()),
             ("endutc".to_owned(), self.end.to_rfc3339_millis()),
             ("codec".to_owned(), self.codecs.clone()),
-            ("sha256".to_owned(), sha256_hex.to_owned()),
-        ])
+        ]);
+        if let Some(sha) = sha256_hex {
+            metadata.insert("sha256".to_owned(), sha.to_owned());
+        }
+        metadata
     }
 }
 
@@ -253,9 +257,10 @@ mod tests {
         let blob = StoredBlob {
             name: f.blob_name(),
             bytes: 5,
-            metadata: f.metadata("ab"),
+            metadata: f.metadata(Some("ab")),
         };
         assert_eq!(blob.span(), Some((f.start, f.end)));
         assert_eq!(blob.metadata["sha256"], "ab");
+        assert!(!f.metadata(None).contains_key("sha256"));
     }
 }
