@@ -15,20 +15,22 @@ use std::time::Duration;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::cache::{Cache, CacheError, sanitize_dir_name};
 use crate::events::EventBus;
 use crate::plugin::types::SegmenterConfig;
 use crate::plugin::{PluginError, PluginHost};
 use crate::record::{Plugins, Recorder, RecorderStats};
-use crate::source::{self, SourceConfig, SourceCredentials, SourceItem};
+use crate::source::handoff::{self, Batches};
+use crate::source::{self, SourceConfig, SourceCredentials};
 use crate::topology::{MediaSelection, ResolvedGraph};
 use crate::upload::uploader::{SinkTarget, UploadSetup, Uploader};
 
-/// Frames in flight between one camera's session and its recorder. Bounded so a slow disk
-/// slows the session (TCP back pressure) instead of growing memory.
-const QUEUE_FRAMES: usize = 256;
+/// Batches in flight between one camera's session and its recorder (each at most
+/// [`handoff::MAX_BATCH_ITEMS`] frames). Bounded so a slow disk slows the session (TCP back
+/// pressure) instead of growing memory.
+const QUEUE_BATCHES: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
@@ -153,14 +155,14 @@ pub async fn run(
             graph.instance_name, spec.node
         );
         let cfg = SourceConfig::new(spec.url.clone(), credentials, audio, source_subject);
-        let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
+        let (handoff, batches) = handoff::channel(QUEUE_BATCHES);
         tasks.push(tokio::spawn(source::run(
             cfg,
-            tx,
+            handoff,
             events.clone(),
             shutdown.clone(),
         )));
-        tasks.push(tokio::spawn(record_loop(recorder, rx, cache)));
+        tasks.push(tokio::spawn(record_loop(recorder, batches, cache)));
     }
     let progress = tokio::spawn(progress_loop(
         cameras,
@@ -223,52 +225,10 @@ fn open_cache(
     Cache::open_dir(dir, limit)
 }
 
-/// Items handed to the recorder at most per dispatch, so a long GOP still reaches the disk in
-/// bounded steps (about 2.5 s of 25 fps video, less with audio).
-const MAX_DISPATCH_ITEMS: usize = 64;
-
-/// Feeds the recorder. Its file I/O (fsync included) runs on the blocking pool, so items are
-/// handed over in batches: a hand-off wakes a pool thread and the waiting task, which costs more
-/// than recording a frame. A batch goes when the frame after a video keyframe arrives (by
-/// then the recorder can write the fragment the keyframe closed, so batching does not widen
-/// the loss on a crash), when a run starts or ends, or when it is full.
-async fn record_loop(
-    mut recorder: Recorder,
-    mut rx: mpsc::Receiver<SourceItem>,
-    cache: Arc<Cache>,
-) {
-    let mut batch = Vec::with_capacity(MAX_DISPATCH_ITEMS);
-    let mut video_tracks: Vec<bool> = Vec::new();
-    let mut after_keyframe = false;
-    let mut open = true;
-    while open {
-        let item = rx.recv().await;
-        let dispatch = match &item {
-            None => {
-                open = false;
-                true
-            }
-            Some(SourceItem::RunStarted { tracks }) => {
-                video_tracks = tracks.iter().map(|t| t.is_video()).collect();
-                after_keyframe = false;
-                true
-            }
-            Some(SourceItem::RunEnded { .. }) => true,
-            Some(SourceItem::Frame(f)) => {
-                if video_tracks.get(f.track).copied().unwrap_or(false) {
-                    let closes_fragment = after_keyframe;
-                    after_keyframe = f.keyframe;
-                    closes_fragment
-                } else {
-                    false
-                }
-            }
-        };
-        batch.extend(item);
-        if !dispatch && batch.len() < MAX_DISPATCH_ITEMS {
-            continue;
-        }
-        let items = std::mem::take(&mut batch);
+/// Feeds the recorder. Its file I/O (fsync included) runs on the blocking pool, one batch (a
+/// group of pictures, see [`handoff`]) per trip.
+async fn record_loop(mut recorder: Recorder, mut batches: Batches, cache: Arc<Cache>) {
+    while let Some(items) = batches.recv().await {
         let joined = tokio::task::spawn_blocking(move || {
             for item in items {
                 if let Err(e) = recorder.handle(item) {

@@ -8,13 +8,15 @@
 //! wall-clock 90 kHz ticks per run ([`clock`]) and the LVA diagnostics about the session.
 //!
 //! Must not: touch the disk, decide segment boundaries, or block the runtime. It hands frames to
-//! the recorder through a bounded channel; a slow recorder slows the session down (back
-//! pressure) instead of growing memory.
+//! the recorder through a bounded channel ([`handoff`]); a slow recorder slows the session down
+//! (back pressure) instead of growing memory.
 
 pub mod clock;
+pub mod handoff;
 pub mod reorder;
 
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,12 +28,14 @@ use retina::client::{
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 use url::Url;
 
 use crate::events::{Event, EventBus};
 use crate::time::{TICKS_PER_SECOND, Ticks90k};
 use clock::WallClockMap;
+use handoff::Handoff;
 use reorder::Timeline;
 
 const DIAGNOSTICS: &str = "Microsoft.Media.Graph.Diagnostics";
@@ -282,10 +286,10 @@ impl Backoff {
 }
 
 /// Runs the camera's sessions until `shutdown` turns true; never returns early on camera
-/// errors. Each played session is a run bracketed by `RunStarted`/`RunEnded` on `tx`.
+/// errors. Each played session is a run bracketed by `RunStarted`/`RunEnded` on `handoff`.
 pub async fn run(
     cfg: SourceConfig,
-    tx: mpsc::Sender<SourceItem>,
+    mut handoff: Handoff,
     events: EventBus,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -299,13 +303,13 @@ pub async fn run(
             let _ = tokio::time::timeout(cfg.max_backoff, group.await_stale_sessions(&stale)).await;
         }
         let outcome = tokio::select! {
-            o = session(&cfg, &group, &tx, &events, &mut backoff) => o,
+            o = session(&cfg, &group, &mut handoff, &events, &mut backoff) => o,
             _ = shutdown.changed() => Ok(Some(RunEndReason::Shutdown)),
         };
         match outcome {
             Ok(Some(reason)) => {
                 tracing::info!(subject = %cfg.subject, %reason, "run ended");
-                if tx.send(SourceItem::RunEnded { reason }).await.is_err() {
+                if handoff.send(SourceItem::RunEnded { reason }).await.is_err() {
                     break;
                 }
             }
@@ -320,7 +324,7 @@ pub async fn run(
                 tracing::warn!(subject = %cfg.subject, error = %e, "session failed");
                 if ran {
                     let reason = RunEndReason::Disconnected(e.to_string());
-                    if tx.send(SourceItem::RunEnded { reason }).await.is_err() {
+                    if handoff.send(SourceItem::RunEnded { reason }).await.is_err() {
                         break;
                     }
                 }
@@ -352,7 +356,7 @@ struct Chosen {
 async fn session(
     cfg: &SourceConfig,
     group: &Arc<SessionGroup>,
-    tx: &mpsc::Sender<SourceItem>,
+    handoff: &mut Handoff,
     events: &EventBus,
     backoff: &mut Backoff,
 ) -> Result<Option<RunEndReason>, (SourceError, bool)> {
@@ -426,16 +430,22 @@ async fn session(
     tracing::info!(subject = %cfg.subject, url = %redacted(&cfg.url), "session playing");
 
     let mut run: Option<RunState> = None;
+    let mut watchdog = Watchdog::new(cfg.stall_timeout);
     loop {
-        let item = match tokio::time::timeout(cfg.stall_timeout, demuxed.next()).await {
-            Err(_) if run.is_some() => return Ok(Some(RunEndReason::Stalled)),
-            Err(_) => {
+        let next = tokio::select! {
+            biased;
+            next = demuxed.next() => Some(next),
+            () = watchdog.expired() => None,
+        };
+        let item = match next {
+            None if run.is_some() => return Ok(Some(RunEndReason::Stalled)),
+            None => {
                 return Err((
                     SourceError::Timeout(cfg.stall_timeout, "waiting for the first keyframe"),
                     false,
                 ));
             }
-            Ok(None) => {
+            Some(None) => {
                 let why = "camera closed the session".to_owned();
                 return if run.is_some() {
                     Ok(Some(RunEndReason::Disconnected(why)))
@@ -443,8 +453,13 @@ async fn session(
                     Err((SourceError::Network(why), false))
                 };
             }
-            Ok(Some(Err(e))) => return Err((SourceError::from_retina("PLAY", e), run.is_some())),
-            Ok(Some(Ok(item))) => item,
+            Some(Some(Err(e))) => {
+                return Err((SourceError::from_retina("PLAY", e), run.is_some()));
+            }
+            Some(Some(Ok(item))) => {
+                watchdog.fed();
+                item
+            }
         };
         let stream_id = match &item {
             CodecItem::VideoFrame(f) => f.stream_id(),
@@ -503,7 +518,11 @@ async fn session(
                 reorder_reported: false,
                 ready: Vec::new(),
             });
-            if tx.send(SourceItem::RunStarted { tracks }).await.is_err() {
+            if handoff
+                .send(SourceItem::RunStarted { tracks })
+                .await
+                .is_err()
+            {
                 return Ok(None);
             }
             backoff.reset();
@@ -565,9 +584,43 @@ async fn session(
             ));
         }
         for f in state.ready.drain(..) {
-            if tx.send(SourceItem::Frame(f)).await.is_err() {
+            if handoff.send(SourceItem::Frame(f)).await.is_err() {
                 return Ok(None);
             }
+        }
+    }
+}
+
+/// Notices a session that has gone quiet. One timer per session, re-armed only when it fires:
+/// arming a timer per frame showed in profiles of many cameras.
+struct Watchdog {
+    limit: Duration,
+    last_fed: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Watchdog {
+    fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            last_fed: Instant::now(),
+            timer: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+
+    fn fed(&mut self) {
+        self.last_fed = Instant::now();
+    }
+
+    /// Resolves once nothing has been fed for the limit.
+    async fn expired(&mut self) {
+        loop {
+            self.timer.as_mut().await;
+            let deadline = self.last_fed + self.limit;
+            if Instant::now() >= deadline {
+                return;
+            }
+            self.timer.as_mut().reset(deadline);
         }
     }
 }
