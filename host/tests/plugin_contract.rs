@@ -70,6 +70,44 @@ fn segmenter_gop_cuts_segments_at_the_first_keyframe_after_segment_length() {
     no_faults(&events);
 }
 
+/// The first fragment cuts (frame numbers) the default segmenter makes for 25 fps video with a
+/// keyframe every `gop` frames, after the segment cut at frame 0.
+fn fragment_cuts(gop: i64, count: usize) -> Vec<i64> {
+    let (host, events) = host();
+    let mut s = host
+        .segmenter(None, SegmenterConfig::new(30 * SECOND as u64), "/t/seg")
+        .unwrap();
+    let cuts = (0..25 * 25)
+        .filter(|&i| s.on_frame(&video(i, 25, gop)) == Decision::Fragment)
+        .take(count)
+        .collect();
+    no_faults(&events);
+    cuts
+}
+
+#[test]
+fn segmenter_gop_packs_whole_gops_into_fragments_of_at_most_max_fragment() {
+    // Every fragment costs the recorder an fsync, so short GOPs share one: as many whole GOPs
+    // as fit in 2 s (50 frames). Longer GOPs are cut at 2 s and again at their keyframe.
+    assert_eq!(
+        fragment_cuts(25, 4),
+        vec![50, 100, 150, 200],
+        "1 s GOPs: two each"
+    );
+    assert_eq!(
+        fragment_cuts(20, 4),
+        vec![40, 80, 120, 160],
+        "0.8 s: two each"
+    );
+    assert_eq!(fragment_cuts(10, 3), vec![50, 100, 150], "0.4 s: five each");
+    assert_eq!(fragment_cuts(30, 3), vec![30, 60, 90], "1.2 s: one each");
+    assert_eq!(
+        fragment_cuts(75, 4),
+        vec![50, 75, 125, 150],
+        "3 s: capped at 2 s"
+    );
+}
+
 #[test]
 fn segmenter_gop_caps_fragments_at_max_fragment_and_never_cuts_a_segment_on_audio() {
     let (host, events) = host();

@@ -120,9 +120,10 @@ fn run_hostile_segmenter(mode: u64) -> (Vec<i64>, Vec<String>) {
         if d == Decision::Segment {
             segments.push(i);
         }
+        // Segments every 30 s; fragments of two whole GOPs, the most that fit in 2 s.
         let expected = if i % 900 == 0 {
             Decision::Segment
-        } else if i % 30 == 0 {
+        } else if i % 60 == 0 {
             Decision::Fragment
         } else {
             Decision::None

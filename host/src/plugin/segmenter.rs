@@ -33,6 +33,8 @@ struct Live {
 struct Cuts {
     segment_start: Option<i64>,
     fragment_start: i64,
+    /// The last video keyframe.
+    gop_start: i64,
     saw_video: bool,
 }
 
@@ -184,7 +186,8 @@ impl Cuts {
     }
 
     /// The built-in rule (the same as `segmenter-gop`): a segment at the first cut point at or
-    /// after `segment_length`; a fragment per GOP, at most `max_fragment` long.
+    /// after `segment_length`; a fragment holds the whole GOPs that fit in `max_fragment` (the
+    /// GOP just closed predicts the next) and is cut at any frame once it reaches it.
     fn fallback(&self, f: &FrameInfo, config: &SegmenterConfig) -> Decision {
         let saw_video = self.saw_video || f.kind == MediaKind::Video;
         let Some(start) = self.segment_start else {
@@ -195,8 +198,13 @@ impl Cuts {
             return Decision::Segment;
         }
         let in_fragment = since(self.fragment_start, f);
-        let new_gop = f.kind == MediaKind::Video && f.keyframe && in_fragment > 0;
-        if new_gop || in_fragment >= config.max_fragment {
+        let max = config.max_fragment;
+        // 1 % slack for the wall-clock slew in timestamps.
+        let another_gop_fits =
+            in_fragment.saturating_add(since(self.gop_start, f)) <= max + max / 100;
+        let full_at_gop =
+            f.kind == MediaKind::Video && f.keyframe && in_fragment > 0 && !another_gop_fits;
+        if full_at_gop || in_fragment >= max {
             Decision::Fragment
         } else {
             Decision::None
@@ -235,6 +243,9 @@ impl Cuts {
 
     fn record(&mut self, d: Decision, f: &FrameInfo) {
         self.saw_video |= f.kind == MediaKind::Video;
+        if f.kind == MediaKind::Video && f.keyframe {
+            self.gop_start = f.dts.0;
+        }
         match d {
             Decision::Segment => {
                 self.segment_start = Some(f.dts.0);
@@ -249,4 +260,42 @@ impl Cuts {
 /// Ticks from `start` to the frame (0 if the frame is earlier, e.g. after a clock step).
 fn since(start: i64, f: &FrameInfo) -> u64 {
     u64::try_from(f.dts.0.saturating_sub(start)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Ticks90k;
+
+    /// The fallback's first fragment cuts for 25 fps video with a keyframe every `gop` frames.
+    fn fallback_fragment_cuts(gop: i64, count: usize) -> Vec<i64> {
+        let config = SegmenterConfig::new(30 * 90_000);
+        let mut cuts = Cuts::default();
+        let mut found = Vec::new();
+        for i in 0..25 * 25 {
+            let f = FrameInfo {
+                track: 0,
+                kind: MediaKind::Video,
+                dts: Ticks90k(i * 3600),
+                duration: 3600,
+                keyframe: i % gop == 0,
+                size: 1000,
+            };
+            let d = cuts.fallback(&f, &config);
+            cuts.record(d, &f);
+            if d == Decision::Fragment {
+                found.push(i);
+            }
+        }
+        found.truncate(count);
+        found
+    }
+
+    #[test]
+    fn the_fallback_packs_gops_like_segmenter_gop() {
+        assert_eq!(fallback_fragment_cuts(25, 3), vec![50, 100, 150]);
+        assert_eq!(fallback_fragment_cuts(20, 3), vec![40, 80, 120]);
+        assert_eq!(fallback_fragment_cuts(30, 3), vec![30, 60, 90]);
+        assert_eq!(fallback_fragment_cuts(75, 4), vec![50, 75, 125, 150]);
+    }
 }

@@ -1,9 +1,12 @@
 //! Default segmenter: a segment ends at the first video keyframe at or after `segment-length`
-//! since the segment started; fragments follow GOPs and are capped at `max-fragment`, so a crash
-//! loses at most one fragment. Audio-only streams cut at any frame (every AAC frame is a sync
+//! since the segment started. A fragment holds as many whole GOPs as fit in `max-fragment` (the
+//! GOP just closed predicts the next), and is cut at any frame once it reaches `max-fragment`,
+//! so a crash loses at most that much. Packing GOPs matters for short GOPs: every fragment
+//! costs the host an fsync. Audio-only streams cut at any frame (every AAC frame is a sync
 //! sample).
 //!
-//! Sees frame metadata only and keeps nothing but the two cut instants.
+//! Sees frame metadata only and keeps nothing but three instants: the segment's, the
+//! fragment's and the last video keyframe's.
 
 use std::cell::RefCell;
 
@@ -17,6 +20,8 @@ struct State {
     config: Option<Config>,
     segment_start: Option<i64>,
     fragment_start: i64,
+    /// The last video keyframe.
+    gop_start: i64,
     saw_video: bool,
 }
 
@@ -56,6 +61,10 @@ impl State {
             // Not configured: never cut; the host's deadline check takes over.
             return Decision::None;
         };
+        let closed_gop = f.dts.saturating_sub(self.gop_start);
+        if video && f.keyframe {
+            self.gop_start = f.dts;
+        }
         let Some(segment_start) = self.segment_start else {
             self.segment_start = Some(f.dts);
             self.fragment_start = f.dts;
@@ -69,13 +78,23 @@ impl State {
             return Decision::Segment;
         }
         let since_fragment = f.dts.saturating_sub(self.fragment_start);
-        let new_gop = video && f.keyframe && since_fragment > 0;
-        if new_gop || since_fragment >= config.max_fragment as i64 {
+        let max = config.max_fragment as i64;
+        let full_at_gop = video
+            && f.keyframe
+            && since_fragment > 0
+            && !another_gop_fits(since_fragment, closed_gop, max);
+        if full_at_gop || since_fragment >= max {
             self.fragment_start = f.dts;
             return Decision::Fragment;
         }
         Decision::None
     }
+}
+
+/// Whether a fragment `so_far` long can take one more GOP as long as the one just closed
+/// without exceeding `max`, allowing 1 % for the wall-clock slew in timestamps.
+fn another_gop_fits(so_far: i64, gop: i64, max: i64) -> bool {
+    so_far.saturating_add(gop) <= max + max / 100
 }
 
 export!(GopSegmenter);
