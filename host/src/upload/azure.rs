@@ -10,6 +10,7 @@
 //! silently replacing each other. Properties are read back to verify length, MD5 and SHA-256.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,11 +26,10 @@ use azure_storage_blob::models::{
     ListBlobsIncludeItem,
 };
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
-use bytes::BytesMut;
+use bytes::Bytes;
 use futures::TryStreamExt;
 use md5::Md5;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use super::config::{AzureCredential, AzureSpec, TransferPolicy};
 use super::{AssetStore, AzureFailure, SegmentUpload, StoredBlob, UploadError, hex, sas};
@@ -262,30 +262,28 @@ impl AssetStore for AzureBlobStore {
             segment: name.clone(),
             source,
         };
-        let mut file = tokio::fs::File::from_std(segment.file);
-        let (mut sha, mut md5) = (Sha256::new(), Md5::new());
+        let mut reader = BlockReader::new(segment.file, self.policy.block_size);
         let mut block_ids = Vec::new();
         let mut sent = 0u64;
         loop {
-            let mut block = BytesMut::with_capacity(self.policy.block_size);
-            while block.len() < self.policy.block_size {
-                if file.read_buf(&mut block).await.map_err(read_err)? == 0 {
-                    break;
-                }
-            }
-            if block.is_empty() {
+            let (back, next) = tokio::task::spawn_blocking(move || {
+                let next = reader.next_block();
+                (reader, next)
+            })
+            .await
+            .map_err(|e| read_err(std::io::Error::other(e)))?;
+            reader = back;
+            let Some((block, block_md5)) = next.map_err(read_err)? else {
                 break;
-            }
-            sha.update(&block);
-            md5.update(&block);
+            };
             // Fixed-width ids: the service requires equal lengths within one blob.
             let id = format!("{:016}", block_ids.len()).into_bytes();
             let len = block.len() as u64;
             let options = BlockBlobClientStageBlockOptions {
-                transactional_content_md5: Some(Md5::digest(&block).to_vec()),
+                transactional_content_md5: Some(block_md5),
                 ..Default::default()
             };
-            let body: RequestContent<azure_core::Bytes, NoFormat> = block.freeze().into();
+            let body: RequestContent<azure_core::Bytes, NoFormat> = block.into();
             blob.stage_block(&id, len, body, Some(options))
                 .await
                 .map_err(|e| {
@@ -302,8 +300,8 @@ impl AssetStore for AzureBlobStore {
             });
         }
 
-        let sha = hex(&sha.finalize());
-        let md5 = md5.finalize().to_vec();
+        let (sha, md5) = reader.finish();
+        let sha = hex(&sha);
         let metadata: HashMap<String, String> =
             segment.facts.metadata(Some(&sha)).into_iter().collect();
         let (if_match, if_none_match) = match previous.as_ref().and_then(|p| p.metadata.get("etag"))
@@ -435,6 +433,52 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Reads a segment block by block on the blocking pool, folding every block into the blob's
+/// SHA-256 and MD5: hashing a 4 MiB block takes milliseconds, and the runtime thread that would
+/// otherwise do it serves every camera.
+struct BlockReader {
+    file: std::fs::File,
+    block_size: usize,
+    sha: Sha256,
+    md5: Md5,
+}
+
+impl BlockReader {
+    fn new(file: std::fs::File, block_size: usize) -> Self {
+        Self {
+            file,
+            block_size,
+            sha: Sha256::new(),
+            md5: Md5::new(),
+        }
+    }
+
+    /// The next block and its own MD5, or `None` at the end of the segment.
+    fn next_block(&mut self) -> std::io::Result<Option<(Bytes, Vec<u8>)>> {
+        let mut block = vec![0u8; self.block_size];
+        let mut filled = 0;
+        while filled < block.len() {
+            match self.file.read(&mut block[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            return Ok(None);
+        }
+        block.truncate(filled);
+        self.sha.update(&block);
+        self.md5.update(&block);
+        let block_md5 = Md5::digest(&block).to_vec();
+        Ok(Some((Bytes::from(block), block_md5)))
+    }
+
+    /// The whole segment's SHA-256 and MD5.
+    fn finish(self) -> ([u8; 32], Vec<u8>) {
+        (self.sha.finalize().into(), self.md5.finalize().to_vec())
+    }
 }
 
 #[cfg(test)]
