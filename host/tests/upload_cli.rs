@@ -17,7 +17,7 @@ fn mediagraph() -> Command {
 async fn assets_list_shows_segments_in_time_order_with_the_gap() {
     let cache = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
-    let store = LocalStore::new(root.path().to_owned(), 4096);
+    let store = LocalStore::new(root.path().to_owned());
     for (seq, start) in [
         (2u64, 1_800_000_060i64),
         (0, 1_800_000_000),

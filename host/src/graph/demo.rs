@@ -13,7 +13,7 @@ use super::cli::{RunArgs, RunError};
 use crate::camera::{CameraConfig, CameraError, TestCamera};
 use crate::playback::server::{self, Playback};
 use crate::topology::AssetName;
-use crate::upload::config::{StoreArgs, TransferPolicy};
+use crate::upload::config::StoreArgs;
 use crate::upload::local::LocalStore;
 
 /// The shipped CVR topology, so the demo runs from any directory.
@@ -88,10 +88,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, DemoError> {
         addr: args.http,
         source,
     })?;
-    let store = Arc::new(LocalStore::new(
-        assets.clone(),
-        TransferPolicy::default().block_size,
-    ));
+    let store = Arc::new(LocalStore::new(assets.clone()));
     let asset = AssetName::new(ASSET).expect("the demo's asset name is valid");
     let http = tokio::spawn(server::serve(listener, Playback::new(store, vec![asset])));
     println!(

@@ -571,7 +571,7 @@ mod tests {
             codecs: "avc1.64001f".into(),
             extension: "mp4".into(),
         };
-        let store = Arc::new(LocalStore::new(dir.path().join("assets"), 4096));
+        let store = Arc::new(LocalStore::new(dir.path().join("assets")));
         store.prepare().await.unwrap();
         let blob = store
             .put_segment(SegmentUpload {

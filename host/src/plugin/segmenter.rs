@@ -199,11 +199,10 @@ impl Cuts {
         }
         let in_fragment = since(self.fragment_start, f);
         let max = config.max_fragment;
-        // 1 % slack for the wall-clock slew in timestamps.
-        let another_gop_fits =
-            in_fragment.saturating_add(since(self.gop_start, f)) <= max + max / 100;
-        let full_at_gop =
-            f.kind == MediaKind::Video && f.keyframe && in_fragment > 0 && !another_gop_fits;
+        let full_at_gop = f.kind == MediaKind::Video
+            && f.keyframe
+            && in_fragment > 0
+            && !another_gop_fits(in_fragment, since(self.gop_start, f), max);
         if full_at_gop || in_fragment >= max {
             Decision::Fragment
         } else {
@@ -255,6 +254,12 @@ impl Cuts {
             Decision::None => {}
         }
     }
+}
+
+/// Whether a fragment `so_far` long can take one more GOP as long as the one just closed
+/// without exceeding `max`, allowing 1 % for the wall-clock slew in timestamps.
+fn another_gop_fits(so_far: u64, gop: u64, max: u64) -> bool {
+    so_far.saturating_add(gop) <= max + max / 100
 }
 
 /// Ticks from `start` to the frame (0 if the frame is earlier, e.g. after a clock step).

@@ -411,7 +411,7 @@ pub fn open_store(
     policy: TransferPolicy,
 ) -> Result<Arc<dyn AssetStore>, UploadError> {
     Ok(match spec {
-        StoreSpec::Local(root) => Arc::new(LocalStore::new(root, policy.block_size)),
+        StoreSpec::Local(root) => Arc::new(LocalStore::new(root)),
         StoreSpec::Azure(spec) => Arc::new(AzureBlobStore::new(spec, policy)?),
     })
 }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -18,23 +18,14 @@ use super::{AssetStore, SegmentUpload, StoredBlob, UploadError};
 
 const PARTIAL: &str = ".partial";
 const META: &str = ".json";
-/// Larger reads than this save no measurable time on a local copy.
-const MAX_CHUNK: usize = 256 << 10;
 
 pub struct LocalStore {
     root: PathBuf,
-    chunk: usize,
 }
 
 impl LocalStore {
-    /// `chunk` bounds the copy buffer (the block size the Azure store stages), at most
-    /// [`MAX_CHUNK`]: every sink seals at about the same moment, so the buffers of all uploads
-    /// are alive at once.
-    pub fn new(root: PathBuf, chunk: usize) -> Self {
-        Self {
-            root,
-            chunk: chunk.clamp(4096, MAX_CHUNK),
-        }
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
     }
 
     fn err(&self, path: &Path) -> impl FnOnce(std::io::Error) -> UploadError {
@@ -59,7 +50,12 @@ impl LocalStore {
         let linked = link_to(&segment.file, &partial).is_ok();
         if !linked {
             let mut out = fs::File::create(&partial).map_err(self.err(&partial))?;
-            copy(&segment.file, &mut out, self.chunk, &name)?;
+            std::io::copy(&mut &segment.file, &mut out).map_err(|source| {
+                UploadError::ReadSegment {
+                    segment: name.clone(),
+                    source,
+                }
+            })?;
             out.sync_all().map_err(self.err(&partial))?;
         }
         let stored_bytes = fs::metadata(&partial).map_err(self.err(&partial))?.len();
@@ -149,7 +145,6 @@ impl AssetStore for LocalStore {
     async fn put_segment(&self, segment: SegmentUpload) -> Result<StoredBlob, UploadError> {
         let store = Self {
             root: self.root.clone(),
-            chunk: self.chunk,
         };
         tokio::task::spawn_blocking(move || store.write_blob(segment))
             .await
@@ -162,7 +157,6 @@ impl AssetStore for LocalStore {
     async fn list_asset(&self, asset: &str) -> Result<Vec<StoredBlob>, UploadError> {
         let store = Self {
             root: self.root.clone(),
-            chunk: self.chunk,
         };
         let asset = asset.to_owned();
         tokio::task::spawn_blocking(move || store.list(&asset))
@@ -199,27 +193,6 @@ pub(super) fn verify(
         });
     }
     Ok(())
-}
-
-/// Copies `from` to `to` in `chunk`-sized reads.
-fn copy(
-    mut from: &fs::File,
-    to: &mut impl Write,
-    chunk: usize,
-    segment: &str,
-) -> Result<(), UploadError> {
-    let read_err = |source| UploadError::ReadSegment {
-        segment: segment.to_owned(),
-        source,
-    };
-    let mut buf = vec![0u8; chunk];
-    loop {
-        let n = from.read(&mut buf).map_err(read_err)?;
-        if n == 0 {
-            return Ok(());
-        }
-        to.write_all(&buf[..n]).map_err(read_err)?;
-    }
 }
 
 /// Hard-links the open file `file` at `to` (Linux: through `/proc/self/fd`, which needs no
@@ -284,7 +257,7 @@ mod tests {
     async fn on_the_cache_filesystem_a_blob_shares_the_sealed_file_and_otherwise_is_copied() {
         let cache = tempfile::tempdir().unwrap();
         let root = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(root.path().to_owned(), 4096);
+        let store = LocalStore::new(root.path().to_owned());
         store.prepare().await.unwrap();
         let body: Vec<u8> = (0..50_000u32).map(|i| (i % 241) as u8).collect();
 
@@ -309,7 +282,7 @@ mod tests {
     async fn upload_list_verify_and_idempotent_reupload() {
         let cache = tempfile::tempdir().unwrap();
         let root = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(root.path().to_owned(), 4096);
+        let store = LocalStore::new(root.path().to_owned());
         store.prepare().await.unwrap();
         let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let first = store
@@ -341,7 +314,7 @@ mod tests {
     async fn a_segment_shorter_than_the_index_says_is_refused() {
         let cache = tempfile::tempdir().unwrap();
         let root = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(root.path().to_owned(), 4096);
+        let store = LocalStore::new(root.path().to_owned());
         let mut seg = segment(cache.path(), 1, b"12345");
         seg.bytes = 9;
         let err = store.put_segment(seg).await.unwrap_err().to_string();

@@ -536,7 +536,7 @@ mod tests {
     #[tokio::test]
     async fn outage_keeps_oldest_first_then_catches_up_and_reports() {
         let (_keep, root) = blocked_root();
-        let store = Arc::new(LocalStore::new(root.clone(), 4096));
+        let store = Arc::new(LocalStore::new(root.clone()));
         let segments = Segments::new();
         for id in [1, 2, 3] {
             segments.add(id);
@@ -654,7 +654,7 @@ mod tests {
     #[tokio::test]
     async fn steady_state_uploads_at_most_once_per_segment_length() {
         let root = tempfile::tempdir().unwrap();
-        let store = Arc::new(LocalStore::new(root.path().to_owned(), 4096));
+        let store = Arc::new(LocalStore::new(root.path().to_owned()));
         let segments = Segments::new();
         let segment_length = Duration::from_millis(600);
         let uploader = Uploader::spawn(
@@ -688,7 +688,7 @@ mod tests {
             flush_timeout: Duration::from_millis(300),
             ..fast_policy()
         };
-        let store = Arc::new(LocalStore::new(root, 4096));
+        let store = Arc::new(LocalStore::new(root));
         let uploader = Uploader::spawn(
             target(Duration::from_secs(30)),
             policy,
@@ -710,7 +710,7 @@ mod tests {
     async fn stop_flushes_the_backlog_without_waiting_for_the_cadence() {
         let root = tempfile::tempdir().unwrap();
         let segments = Segments::new();
-        let store = Arc::new(LocalStore::new(root.path().to_owned(), 4096));
+        let store = Arc::new(LocalStore::new(root.path().to_owned()));
         let uploader = Uploader::spawn(
             target(Duration::from_secs(300)),
             fast_policy(),
