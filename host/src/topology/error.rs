@@ -28,6 +28,7 @@ pub mod code {
     pub const SOURCE_HAS_INPUTS: &str = "SourceHasInputs";
     pub const GRAPH_CYCLE: &str = "GraphCycle";
     pub const SINK_UNREACHABLE: &str = "SinkUnreachable";
+    pub const RTSP_SOURCE_MULTIPLE: &str = "RtspSourceMultiple";
     pub const ASSET_SINK_MULTIPLE: &str = "AssetSinkMultiple";
     pub const FILE_SINK_MULTIPLE: &str = "FileSinkMultiple";
     pub const SINK_INPUT_INVALID: &str = "SinkInputInvalid";

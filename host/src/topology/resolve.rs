@@ -265,6 +265,17 @@ impl<'t, 'r> Builder<'t, 'r> {
             asset_sinks: Vec::new(),
             file_sinks: Vec::new(),
         };
+        // A misplaced source is reported as misplaced, not counted here as well.
+        let extra_cameras = (self.topology.sources.iter().enumerate())
+            .filter(|(_, n)| matches!(n.kind, NodeKind::RtspSource(_)))
+            .skip(1);
+        for (i, _) in extra_cameras {
+            self.r.error(
+                code::RTSP_SOURCE_MULTIPLE,
+                format!("$.properties.sources[{i}]"),
+                "a topology can have at most one RTSP source; record another camera with another graph instance",
+            );
+        }
         let mut asset_sinks = 0;
         let mut file_sinks = 0;
         for (path, node) in self.topology.nodes() {

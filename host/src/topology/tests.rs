@@ -499,6 +499,22 @@ fn graph_structure_rules() {
         err.details()
     );
 
+    let second_camera = edit(base(), &[])
+        .pointer("/properties/sources/0")
+        .unwrap()
+        .clone();
+    rejected(
+        &[(
+            "/properties/sources/-",
+            Some(edit(
+                second_camera,
+                &[("/name", Some(json!("rtspSource2")))],
+            )),
+        )],
+        code::RTSP_SOURCE_MULTIPLE,
+        "$.properties.sources[1]",
+    );
+
     let second = edit(base(), &[]).pointer(SINK).unwrap().clone();
     rejected(
         &[(
