@@ -70,6 +70,25 @@ fn segmenter_gop_cuts_segments_at_the_first_keyframe_after_segment_length() {
     no_faults(&events);
 }
 
+#[test]
+fn segmenter_gop_cuts_segments_on_time_when_the_clock_slews() {
+    let (host, events) = host();
+    let mut s = host
+        .segmenter(None, SegmenterConfig::new(30 * SECOND as u64), "/t/seg")
+        .unwrap();
+    // 25 fps, 1 s GOPs, wall-clock timestamps slewed 500 ppm slow (the recorder's limit): the
+    // keyframe at 30 s of media reads 29.985 s and must still close the segment, not the next.
+    let segments: Vec<i64> = (0..25 * 95)
+        .filter(|&i| {
+            let mut f = video(i, 25, 25);
+            f.dts = Ticks90k(1_700_000_000 * SECOND + i * (SECOND / 25) * 9995 / 10_000);
+            s.on_frame(&f) == Decision::Segment
+        })
+        .collect();
+    assert_eq!(segments, vec![0, 750, 1500, 2250]);
+    no_faults(&events);
+}
+
 /// The first fragment cuts (frame numbers) the default segmenter makes for 25 fps video with a
 /// keyframe every `gop` frames, after the segment cut at frame 0.
 fn fragment_cuts(gop: i64, count: usize) -> Vec<i64> {

@@ -186,7 +186,7 @@ impl Cuts {
     }
 
     /// The built-in rule (the same as `segmenter-gop`): a segment at the first cut point at or
-    /// after `segment_length`; a fragment holds the whole GOPs that fit in `max_fragment` (the
+    /// after `segment_length` (less 0.1 % for the clock slew); a fragment holds the whole GOPs that fit in `max_fragment` (the
     /// GOP just closed predicts the next) and is cut at any frame once it reaches it.
     fn fallback(&self, f: &FrameInfo, config: &SegmenterConfig) -> Decision {
         let saw_video = self.saw_video || f.kind == MediaKind::Video;
@@ -194,7 +194,7 @@ impl Cuts {
             return Decision::Segment;
         };
         let cut_point = f.keyframe && (f.kind == MediaKind::Video || !saw_video);
-        if cut_point && since(start, f) >= config.segment_length {
+        if cut_point && segment_is_due(since(start, f), config.segment_length) {
             return Decision::Segment;
         }
         let in_fragment = since(self.fragment_start, f);
@@ -256,6 +256,12 @@ impl Cuts {
     }
 }
 
+/// Whether a segment `so_far` long has reached `length`, with segmenter-gop's 0.1 % slack for
+/// the wall-clock slew (up to 500 ppm) that can make the keyframe at `length` read early.
+fn segment_is_due(so_far: u64, length: u64) -> bool {
+    so_far.saturating_add(length / 1000) >= length
+}
+
 /// Whether a fragment `so_far` long can take one more GOP as long as the one just closed
 /// without exceeding `max`, allowing 1 % for the wall-clock slew in timestamps.
 fn another_gop_fits(so_far: u64, gop: u64, max: u64) -> bool {
@@ -294,6 +300,31 @@ mod tests {
         }
         found.truncate(count);
         found
+    }
+
+    #[test]
+    fn the_fallback_cuts_segments_on_time_when_the_clock_slews() {
+        // 25 fps, 1 s GOPs, wall time running 500 ppm slow: the keyframe at 30 s of media reads
+        // 29.985 s and still closes the segment.
+        let config = SegmenterConfig::new(30 * 90_000);
+        let mut cuts = Cuts::default();
+        let mut segments = Vec::new();
+        for i in 0..25 * 95 {
+            let f = FrameInfo {
+                track: 0,
+                kind: MediaKind::Video,
+                dts: Ticks90k(i * 3600 * 9995 / 10_000),
+                duration: 3598,
+                keyframe: i % 25 == 0,
+                size: 1000,
+            };
+            let d = cuts.fallback(&f, &config);
+            cuts.record(d, &f);
+            if d == Decision::Segment {
+                segments.push(i);
+            }
+        }
+        assert_eq!(segments, vec![0, 750, 1500, 2250]);
     }
 
     #[test]

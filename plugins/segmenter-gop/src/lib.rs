@@ -1,5 +1,6 @@
 //! Default segmenter: a segment ends at the first video keyframe at or after `segment-length`
-//! since the segment started. A fragment holds as many whole GOPs as fit in `max-fragment` (the
+//! since the segment started (less 0.1 % for the host's clock slew, so that 30 s of media does
+//! not become a 31 s segment). A fragment holds as many whole GOPs as fit in `max-fragment` (the
 //! GOP just closed predicts the next), and is cut at any frame once it reaches `max-fragment`,
 //! so a crash loses at most that much. Packing GOPs matters for short GOPs: every fragment
 //! costs the host an fsync. Audio-only streams cut at any frame (every AAC frame is a sync
@@ -72,7 +73,7 @@ impl State {
         };
         let cut_point = f.keyframe && (video || !self.saw_video);
         let since_segment = f.dts.saturating_sub(segment_start);
-        if cut_point && since_segment >= config.segment_length as i64 {
+        if cut_point && segment_is_due(since_segment, config.segment_length as i64) {
             self.segment_start = Some(f.dts);
             self.fragment_start = f.dts;
             return Decision::Segment;
@@ -89,6 +90,13 @@ impl State {
         }
         Decision::None
     }
+}
+
+/// Whether a segment `so_far` long has reached `length`. Timestamps are wall-clock times slewed
+/// toward the host clock by up to 500 ppm, so the keyframe at exactly `length` of media time can
+/// read up to 0.05 % early; 0.1 % slack keeps it from pushing the cut one GOP later.
+fn segment_is_due(so_far: i64, length: i64) -> bool {
+    so_far.saturating_add(length / 1000) >= length
 }
 
 /// Whether a fragment `so_far` long can take one more GOP as long as the one just closed
