@@ -7,12 +7,16 @@
 # is VmHWM. Prints CPU-seconds per camera-minute, peak RSS per camera, the ratios, and the frames
 # mediagraph recorded vs the frames the camera served in that time.
 #
+# The ratio moves by a few hundredths between runs on a shared VM, so REPEAT=R measures each N
+# R times (fresh processes each time) and adds a row with the median ratio.
+#
 # usage: tests/bench/record.sh [N ...]          default N: 1 8 32 100
-#        DURATION=60 WARMUP=15 tests/bench/record.sh 8
+#        DURATION=60 WARMUP=15 REPEAT=3 tests/bench/record.sh 8
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-60}
 WARMUP=${WARMUP:-15}
+REPEAT=${REPEAT:-1}
 COUNTS=("$@")
 [ ${#COUNTS[@]} -eq 0 ] && COUNTS=(1 8 32 100)
 
@@ -50,6 +54,8 @@ hwm_kib() { # sum of peak RSS of the given pids
 
 printf '%5s | %22s | %22s | %17s | %19s | %s\n' N "mediagraph CPU-s/cam-min" "ffmpeg CPU-s/cam-min" "CPU ratio mg/ff" "RSS/cam mg | ff MiB" "frames recorded/served (dropped)"
 for N in "${COUNTS[@]}"; do
+ RATIOS=()
+ for _ in $(seq "$REPEAT"); do
   PORT=$((20000 + RANDOM % 20000))
   "$BIN" camera --port "$PORT" --count "$N" --clip "$WORK/clip" >"$WORK/camera-$N.log" 2>&1 &
   PIDS+=($!)
@@ -86,12 +92,20 @@ for N in "${COUNTS[@]}"; do
   kill "${PIDS[0]}" 2>/dev/null || true
   wait 2>/dev/null || true
   PIDS=()
-  awk -v n="$N" -v d="$DURATION" -v hz="$HZ" -v mg="$((mg1 - mg0))" -v ff="$((ff1 - ff0))" \
+  row=$(awk -v n="$N" -v d="$DURATION" -v hz="$HZ" -v mg="$((mg1 - mg0))" -v ff="$((ff1 - ff0))" \
       -v mgh="$mg_hwm" -v ffh="$ff_hwm" -v fr="$((frames1 - frames0))" -v dr="$dropped" 'BEGIN {
     mgc = mg / hz / n / (d / 60); ffc = ff / hz / n / (d / 60);
     served = n * 25 * d;
     printf "%5d | %22.3f | %22.3f | %17.3f | %8.2f | %8.2f | %d/%d (progress-line window, %d dropped)\n",
       n, mgc, ffc, (ffc > 0 ? mgc / ffc : 0), mgh / 1024 / n, ffh / 1024 / n, fr, served, dr
-  }'
+  }')
+  echo "$row"
+  RATIOS+=("$(echo "$row" | awk -F'|' '{gsub(/ /, "", $4); print $4}')")
   rm -rf "$WORK/mg-$N" "$WORK/ff-$N"
+ done
+ if [ "$REPEAT" -gt 1 ]; then
+  printf '%s\n' "${RATIOS[@]}" | sort -n | awk -v n="$N" '{r[NR] = $1} END {
+    printf "%5d | median CPU ratio mg/ff over %d runs: %.3f (range %.3f-%.3f)\n", n, NR, r[int((NR + 1) / 2)], r[1], r[NR]
+  }'
+ fi
 done
