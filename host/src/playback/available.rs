@@ -17,11 +17,8 @@ use time::{Date, Month, OffsetDateTime, format_description::well_known::Rfc3339}
 
 use super::PlaybackError;
 use crate::time::{TICKS_PER_SECOND, Ticks90k};
-use crate::upload::StoredBlob;
+use crate::upload::{SEAM_TOLERANCE, StoredBlob};
 
-/// Segments closer than one frame (at 25 fps) are one recording: within a run the recorder
-/// makes each segment start where the previous one ended, so anything larger is a real hole.
-pub const MERGE_TOLERANCE: i64 = TICKS_PER_SECOND / 25;
 const FULL_MAX_TICKS: i64 = 25 * 3600 * TICKS_PER_SECOND;
 const MONTH_MAX: i64 = 12;
 const DAY_MAX: i64 = 31;
@@ -58,7 +55,7 @@ fn merge(sorted: Vec<Span>) -> Vec<Span> {
     let mut out: Vec<Span> = Vec::with_capacity(sorted.len());
     for s in sorted {
         match out.last_mut() {
-            Some(last) if s.start.0 <= last.end.0 + MERGE_TOLERANCE => {
+            Some(last) if s.start.0 <= last.end.0 + SEAM_TOLERANCE => {
                 last.end = last.end.max(s.end);
             }
             _ => out.push(s),

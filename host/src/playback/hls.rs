@@ -13,11 +13,11 @@
 
 use std::fmt::Write;
 
-use super::available::{MERGE_TOLERANCE, check_span, param, parse_instant};
+use super::available::{check_span, param, parse_instant};
 use super::{BlobFile, PlaybackError, encode_segment};
 use crate::time::{TICKS_PER_SECOND, Ticks90k};
 use crate::topology::AssetName;
-use crate::upload::StoredBlob;
+use crate::upload::{SEAM_TOLERANCE, StoredBlob};
 
 const RECENT: i64 = 4 * 3600 * TICKS_PER_SECOND;
 const MAX_SPAN: i64 = 24 * 3600 * TICKS_PER_SECOND;
@@ -141,7 +141,7 @@ pub fn playlist(asset: &AssetName, segments: &[Segment]) -> String {
     let mut previous: Option<&Segment> = None;
     for s in segments {
         if let Some(p) = previous
-            && (s.start.0 > p.end.0 + MERGE_TOLERANCE || s.run != p.run)
+            && (s.start.0 > p.end.0 + SEAM_TOLERANCE || s.run != p.run)
         {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::config::StoreArgs;
-use super::{StoredBlob, UploadError};
+use super::{SEAM_TOLERANCE, StoredBlob, UploadError};
 use crate::time::{TICKS_PER_SECOND, Ticks90k};
 
 #[derive(clap::Subcommand)]
@@ -34,8 +34,9 @@ pub async fn run(cmd: &AssetsCommand, out: &mut dyn Write) -> Result<(), UploadE
     }
 }
 
-/// `start end bytes name` per blob; a `gap start end seconds` line wherever one blob's end is
-/// not the next one's start.
+/// `start end bytes name` per blob; a `gap start end seconds` line wherever one blob's end and
+/// the next one's start are further apart than [`SEAM_TOLERANCE`] (a negative gap is an
+/// overlap).
 fn write_listing(blobs: &[StoredBlob], out: &mut dyn Write) -> std::io::Result<()> {
     let mut previous_end: Option<Ticks90k> = None;
     for blob in blobs {
@@ -44,7 +45,7 @@ fn write_listing(blobs: &[StoredBlob], out: &mut dyn Write) -> std::io::Result<(
             continue;
         };
         if let Some(prev) = previous_end
-            && prev != start
+            && (start - prev).abs() > SEAM_TOLERANCE
         {
             let secs = (start - prev) as f64 / TICKS_PER_SECOND as f64;
             writeln!(
@@ -92,7 +93,13 @@ mod tests {
     #[test]
     fn listing_shows_segments_and_the_gaps_between_them() {
         let mut out = Vec::new();
-        write_listing(&[blob(0, 30), blob(30, 60), blob(90, 120)], &mut out).unwrap();
+        // The second segment starts a few ticks before the first ends (clock slew): one
+        // recording, no gap line.
+        let mut second = blob(30, 60);
+        second
+            .metadata
+            .insert("start".into(), (Ticks90k::from_secs(30).0 - 3).to_string());
+        write_listing(&[blob(0, 30), second, blob(90, 120)], &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 5, "{text}");
