@@ -10,7 +10,7 @@ use mediagraph::plugin::types::{
     Budget, CacheEntry, Codec, Decision, FrameInfo, MediaKind, Piece, Sample, SegmenterConfig,
     Track,
 };
-use mediagraph::plugin::{PLUGIN_FAULT_EVENT, PluginError, PluginHost, PluginKind};
+use mediagraph::plugin::{PLUGIN_FAULT_EVENT, PluginError, PluginHost, PluginKind, Segmenter};
 use mediagraph::time::Ticks90k;
 use mediagraph::topology::PluginLookup;
 
@@ -22,6 +22,15 @@ fn host() -> (PluginHost, EventBus) {
         PluginHost::new(None, events.clone()).expect("plugin host"),
         events,
     )
+}
+
+/// The default segmenter (segmenter-gop) with PT30S, through the real host.
+fn default_segmenter() -> (Segmenter, EventBus) {
+    let (host, events) = host();
+    let segmenter = host
+        .segmenter(None, SegmenterConfig::new(30 * SECOND as u64), "/t/seg")
+        .unwrap();
+    (segmenter, events)
 }
 
 fn no_faults(events: &EventBus) {
@@ -46,10 +55,7 @@ fn video(i: i64, fps: i64, gop: i64) -> FrameInfo {
 
 #[test]
 fn segmenter_gop_cuts_segments_at_the_first_keyframe_after_segment_length() {
-    let (host, events) = host();
-    let mut s = host
-        .segmenter(None, SegmenterConfig::new(30 * SECOND as u64), "/t/seg")
-        .unwrap();
+    let (mut s, events) = default_segmenter();
     assert_eq!(s.plugin(), "segmenter-gop");
     // 30 fps, a keyframe every 40 frames: 30 s (frame 900) falls on no keyframe.
     let mut segments = Vec::new();
@@ -72,10 +78,7 @@ fn segmenter_gop_cuts_segments_at_the_first_keyframe_after_segment_length() {
 
 #[test]
 fn segmenter_gop_cuts_segments_on_time_when_the_clock_slews() {
-    let (host, events) = host();
-    let mut s = host
-        .segmenter(None, SegmenterConfig::new(30 * SECOND as u64), "/t/seg")
-        .unwrap();
+    let (mut s, events) = default_segmenter();
     // 25 fps, 1 s GOPs, wall-clock timestamps slewed 500 ppm slow (the recorder's limit): the
     // keyframe at 30 s of media reads 29.985 s and must still close the segment, not the next.
     let segments: Vec<i64> = (0..25 * 95)
@@ -92,10 +95,7 @@ fn segmenter_gop_cuts_segments_on_time_when_the_clock_slews() {
 /// The first fragment cuts (frame numbers) the default segmenter makes for 25 fps video with a
 /// keyframe every `gop` frames, after the segment cut at frame 0.
 fn fragment_cuts(gop: i64, count: usize) -> Vec<i64> {
-    let (host, events) = host();
-    let mut s = host
-        .segmenter(None, SegmenterConfig::new(30 * SECOND as u64), "/t/seg")
-        .unwrap();
+    let (mut s, events) = default_segmenter();
     let cuts = (0..25 * 25)
         .filter(|&i| s.on_frame(&video(i, 25, gop)) == Decision::Fragment)
         .take(count)
@@ -129,10 +129,7 @@ fn segmenter_gop_packs_whole_gops_into_fragments_of_at_most_max_fragment() {
 
 #[test]
 fn segmenter_gop_caps_fragments_at_max_fragment_and_never_cuts_a_segment_on_audio() {
-    let (host, events) = host();
-    let mut s = host
-        .segmenter(None, SegmenterConfig::new(30 * SECOND as u64), "/t/seg")
-        .unwrap();
+    let (mut s, events) = default_segmenter();
     // 25 fps video with 4 s GOPs, interleaved with audio frames (all sync samples).
     let mut cuts = Vec::new();
     for i in 0..(70 * 25) {

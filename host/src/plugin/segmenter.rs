@@ -186,8 +186,9 @@ impl Cuts {
     }
 
     /// The built-in rule (the same as `segmenter-gop`): a segment at the first cut point at or
-    /// after `segment_length` (less 0.1 % for the clock slew); a fragment holds the whole GOPs that fit in `max_fragment` (the
-    /// GOP just closed predicts the next) and is cut at any frame once it reaches it.
+    /// after `segment_length` (less 0.1 % for the clock slew); a fragment holds the whole GOPs
+    /// that fit in `max_fragment` (the GOP just closed predicts the next) and is cut at any
+    /// frame once it reaches it.
     fn fallback(&self, f: &FrameInfo, config: &SegmenterConfig) -> Decision {
         let saw_video = self.saw_video || f.kind == MediaKind::Video;
         let Some(start) = self.segment_start else {
@@ -278,52 +279,45 @@ mod tests {
     use super::*;
     use crate::time::Ticks90k;
 
-    /// The fallback's first fragment cuts for 25 fps video with a keyframe every `gop` frames.
-    fn fallback_fragment_cuts(gop: i64, count: usize) -> Vec<i64> {
+    /// The fallback's decisions (frame number, decision) for 25 fps video with a keyframe every
+    /// `gop` frames, whose wall-clock timestamps run `slow_ppm` slow.
+    fn fallback_cuts(frames: i64, gop: i64, slow_ppm: i64) -> Vec<(i64, Decision)> {
         let config = SegmenterConfig::new(30 * 90_000);
         let mut cuts = Cuts::default();
         let mut found = Vec::new();
-        for i in 0..25 * 25 {
+        for i in 0..frames {
             let f = FrameInfo {
                 track: 0,
                 kind: MediaKind::Video,
-                dts: Ticks90k(i * 3600),
+                dts: Ticks90k(i * 3600 * (1_000_000 - slow_ppm) / 1_000_000),
                 duration: 3600,
                 keyframe: i % gop == 0,
                 size: 1000,
             };
             let d = cuts.fallback(&f, &config);
             cuts.record(d, &f);
-            if d == Decision::Fragment {
-                found.push(i);
+            if d != Decision::None {
+                found.push((i, d));
             }
         }
-        found.truncate(count);
         found
+    }
+
+    /// The fallback's first `count` fragment cuts, after the segment cut at frame 0.
+    fn fallback_fragment_cuts(gop: i64, count: usize) -> Vec<i64> {
+        let cuts = fallback_cuts(25 * 25, gop, 0).into_iter();
+        let fragments = cuts.filter(|&(_, d)| d == Decision::Fragment);
+        fragments.map(|(i, _)| i).take(count).collect()
     }
 
     #[test]
     fn the_fallback_cuts_segments_on_time_when_the_clock_slews() {
         // 25 fps, 1 s GOPs, wall time running 500 ppm slow: the keyframe at 30 s of media reads
         // 29.985 s and still closes the segment.
-        let config = SegmenterConfig::new(30 * 90_000);
-        let mut cuts = Cuts::default();
-        let mut segments = Vec::new();
-        for i in 0..25 * 95 {
-            let f = FrameInfo {
-                track: 0,
-                kind: MediaKind::Video,
-                dts: Ticks90k(i * 3600 * 9995 / 10_000),
-                duration: 3598,
-                keyframe: i % 25 == 0,
-                size: 1000,
-            };
-            let d = cuts.fallback(&f, &config);
-            cuts.record(d, &f);
-            if d == Decision::Segment {
-                segments.push(i);
-            }
-        }
+        let segments: Vec<i64> = (fallback_cuts(25 * 95, 25, 500).into_iter())
+            .filter(|&(_, d)| d == Decision::Segment)
+            .map(|(i, _)| i)
+            .collect();
         assert_eq!(segments, vec![0, 750, 1500, 2250]);
     }
 

@@ -266,7 +266,8 @@ impl<'t, 'r> Builder<'t, 'r> {
             file_sinks: Vec::new(),
         };
         // A misplaced source is reported as misplaced, not counted here as well.
-        let extra_cameras = (self.topology.sources.iter().enumerate())
+        let sources = self.topology.sources.iter().enumerate();
+        let extra_cameras = sources
             .filter(|(_, n)| matches!(n.kind, NodeKind::RtspSource(_)))
             .skip(1);
         for (i, _) in extra_cameras {
