@@ -457,18 +457,13 @@ impl BlockReader {
 
     /// The next block and its own MD5, or `None` at the end of the segment.
     fn next_block(&mut self) -> std::io::Result<Option<(Bytes, Vec<u8>)>> {
-        let mut block = vec![0u8; self.block_size];
-        let mut filled = 0;
-        while filled < block.len() {
-            match self.file.read(&mut block[filled..])? {
-                0 => break,
-                n => filled += n,
-            }
-        }
-        if filled == 0 {
+        let mut block = Vec::with_capacity(self.block_size);
+        (&mut self.file)
+            .take(self.block_size as u64)
+            .read_to_end(&mut block)?;
+        if block.is_empty() {
             return Ok(None);
         }
-        block.truncate(filled);
         self.sha.update(&block);
         self.md5.update(&block);
         let block_md5 = Md5::digest(&block).to_vec();
