@@ -487,6 +487,20 @@ async fn fault_paths_misbehave_as_documented() {
         "no media on stall"
     );
 
+    // Three clip GOPs' time (1 s each): every picture but the keyframes.
+    let items = retina_play(&cam.no_keyframe_url(), None, 3)
+        .await
+        .expect("nokeyframe plays");
+    let frames: Vec<bool> = items
+        .iter()
+        .filter_map(|i| match i {
+            CodecItem::VideoFrame(f) => Some(f.is_random_access_point()),
+            _ => None,
+        })
+        .collect();
+    assert!(frames.len() >= 50, "{} video frames", frames.len());
+    assert!(frames.iter().all(|k| !k), "a keyframe was sent");
+
     let junk = raw_request(&cam, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(junk.starts_with("RTSP/1.0 400"), "{junk}");
 }

@@ -530,6 +530,38 @@ fn a_camera_that_stops_sending_is_detected_as_stalled_and_retried() {
     );
 }
 
+#[test]
+fn video_without_keyframes_is_reported_once_and_the_session_waits_for_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &[]);
+    // Video flows, but every keyframe is left out: nothing can start a run.
+    let url = format!("rtsp://127.0.0.1:{port}/fault/nokeyframe");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("MediaSessionEstablished", STARTUP);
+    let established = Instant::now();
+    rec.wait_event("\"code\":\"NoKeyframe\"", Duration::from_secs(45));
+    let reported = established.elapsed();
+    // After the 30 s keyframe wait, not before: long GOPs are no fault.
+    assert!(
+        reported >= Duration::from_secs(29),
+        "reported after {reported:?}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(log.matches("\"code\":\"NoKeyframe\"").count(), 1, "{log}");
+    // Frames keep coming, so the session is neither stalled nor retried.
+    assert_eq!(log.matches("MediaSessionEstablished").count(), 1, "{log}");
+    assert!(!log.contains("RecordingStarted"), "{log}");
+    assert_eq!(
+        files(&cache_dir(&data, 1)),
+        vec!["gaps.log", "uploaded.log"]
+    );
+}
+
 /// A formatter plugin that answers nonsense (fmt_hostile leaves every sample out of its plan)
 /// is replaced by the default format-cmaf at the next keyframe: recording goes on in playable
 /// segments and the fault is reported naming the plugin.

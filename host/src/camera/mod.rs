@@ -263,6 +263,11 @@ impl CameraHandle {
         self.path_url("fault/stall")
     }
 
+    /// `rtsp://ADDR/fault/nokeyframe`: video flows, but every keyframe is left out.
+    pub fn no_keyframe_url(&self) -> url::Url {
+        self.path_url("fault/nokeyframe")
+    }
+
     fn path_url(&self, path: &str) -> url::Url {
         url::Url::parse(&format!("rtsp://{}/{path}", self.addr)).expect("valid URL")
     }

@@ -37,6 +37,8 @@ enum Fault {
     Http,
     /// Normal handshake, then no media at all.
     Stall,
+    /// Normal handshake, then video without its keyframes: pictures nothing can start from.
+    NoKeyframe,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +181,7 @@ fn resolve(shared: &Shared, uri: &str) -> Option<(Target, UrlPart)> {
                 "garbage" => Fault::Garbage,
                 "http" => Fault::Http,
                 "stall" => Fault::Stall,
+                "nokeyframe" => Fault::NoKeyframe,
                 _ => return None,
             };
             (Target::Fault(fault), rest)
@@ -451,7 +454,11 @@ impl Connection {
                 let Some(rtp) = session.video.as_mut() else {
                     return;
                 };
-                if !session.synced && !tick.keyframe {
+                if session.target == Target::Fault(Fault::NoKeyframe) {
+                    if tick.keyframe {
+                        return;
+                    }
+                } else if !session.synced && !tick.keyframe {
                     return;
                 }
                 session.synced = true;

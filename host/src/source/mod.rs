@@ -3,9 +3,10 @@
 //! Owns: connecting over RTSP/TCP interleaved with the topology's credentials, choosing the
 //! tracks to record (H.264/H.265 video, AAC audio when asked; other codecs are reported),
 //! recognising keyframes (H.265 IRAP pictures, not only IDR), deriving decode times for video
-//! with B-frames ([`reorder`]), reconnecting forever with
-//! exponential backoff and jitter, stall detection, TEARDOWN on close, mapping media time to
-//! wall-clock 90 kHz ticks per run ([`clock`]) and the LVA diagnostics about the session.
+//! with B-frames ([`reorder`]), reconnecting forever with exponential backoff and jitter, stall
+//! detection, reporting video that offers no keyframe to start from, TEARDOWN on close, mapping
+//! media time to wall-clock 90 kHz ticks per run ([`clock`]) and the LVA diagnostics about the
+//! session.
 //!
 //! Must not: touch the disk, decide segment boundaries, or block the runtime. It hands frames to
 //! the recorder through a bounded channel ([`handoff`]); a slow recorder slows the session down
@@ -55,6 +56,8 @@ pub struct SourceConfig {
     pub connect_timeout: Duration,
     /// Upper bound of the reconnect backoff.
     pub max_backoff: Duration,
+    /// Video this long without a keyframe to start a run from is reported (once a session).
+    pub keyframe_wait: Duration,
 }
 
 impl SourceConfig {
@@ -72,6 +75,9 @@ impl SourceConfig {
             stall_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             max_backoff: Duration::from_secs(30),
+            // Longer than the longest GOP a camera commonly uses, so a mere long GOP goes
+            // unreported; short enough to flag a camera set up without keyframes.
+            keyframe_wait: Duration::from_secs(30),
         }
     }
 }
@@ -431,6 +437,7 @@ async fn session(
 
     let mut run: Option<RunState> = None;
     let mut watchdog = Watchdog::new(cfg.stall_timeout);
+    let mut keyframe_wait = KeyframeWait::new(cfg.keyframe_wait);
     loop {
         let next = tokio::select! {
             biased;
@@ -488,7 +495,26 @@ async fn session(
         if run.is_none() {
             // A run starts at a video keyframe once every chosen track has parameters: earlier
             // frames cannot be decoded.
-            if chosen[track].codec == TrackCodec::Aac || !keyframe {
+            if chosen[track].codec == TrackCodec::Aac {
+                continue;
+            }
+            if !keyframe {
+                if keyframe_wait.overdue(Instant::now()) {
+                    let secs = cfg.keyframe_wait.as_secs();
+                    tracing::warn!(subject = %cfg.subject, secs, "no video keyframe yet; nothing is recorded until one arrives");
+                    events.emit(Event::new(
+                        format!("{DIAGNOSTICS}.MediaFormatError"),
+                        cfg.subject.clone(),
+                        json!({
+                            "code": "NoKeyframe",
+                            "mediaType": "video",
+                            "track": chosen[track].stream,
+                            "errorMessage": format!(
+                                "no video keyframe in {secs} s of video: recording starts at the first keyframe, and until then nothing is recorded; check the camera's keyframe (I-frame) interval"
+                            ),
+                        }),
+                    ));
+                }
                 continue;
             }
             let Some(tracks) = chosen
@@ -622,6 +648,35 @@ impl Watchdog {
             }
             self.timer.as_mut().reset(deadline);
         }
+    }
+}
+
+/// Notices a session whose video offers no keyframe to start a run from. Long GOPs are common,
+/// so only a wait beyond the limit is reported, and only once a session.
+struct KeyframeWait {
+    limit: Duration,
+    since: Option<Instant>,
+    reported: bool,
+}
+
+impl KeyframeWait {
+    fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            since: None,
+            reported: false,
+        }
+    }
+
+    /// Called for each video frame that cannot start the run; true the first time the session
+    /// has waited beyond the limit since its first such frame.
+    fn overdue(&mut self, now: Instant) -> bool {
+        let since = *self.since.get_or_insert(now);
+        if self.reported || now - since < self.limit {
+            return false;
+        }
+        self.reported = true;
+        true
     }
 }
 
@@ -820,6 +875,17 @@ mod tests {
         let mut torn = h265_au(&[21]);
         torn[3] = 200;
         assert!(!h265_is_irap(&torn), "length beyond the data");
+    }
+
+    #[test]
+    fn a_missing_keyframe_is_reported_once_after_the_limit() {
+        let mut wait = KeyframeWait::new(Duration::from_secs(30));
+        let start = Instant::now();
+        // One picture without a keyframe every second for 40 s.
+        let reports: Vec<u64> = (0..40)
+            .filter(|&second| wait.overdue(start + Duration::from_secs(second)))
+            .collect();
+        assert_eq!(reports, vec![30]);
     }
 
     #[test]
