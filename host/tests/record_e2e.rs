@@ -544,7 +544,7 @@ fn video_without_keyframes_is_reported_once_and_the_session_waits_for_one() {
     let established = Instant::now();
     rec.wait_event("\"code\":\"NoKeyframe\"", Duration::from_secs(45));
     let reported = established.elapsed();
-    // After the 30 s keyframe wait, not before: long GOPs are no fault.
+    // After the 30 s keyframe wait, not before: waiting for a keyframe is normal.
     assert!(
         reported >= Duration::from_secs(29),
         "reported after {reported:?}"

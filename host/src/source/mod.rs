@@ -75,8 +75,8 @@ impl SourceConfig {
             stall_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             max_backoff: Duration::from_secs(30),
-            // Longer than the longest GOP a camera commonly uses, so a mere long GOP goes
-            // unreported; short enough to flag a camera set up without keyframes.
+            // The shortest segmentLength: a GOP longer than that already spoils segment
+            // lengths and loses as much at every reconnect, so it is worth reporting too.
             keyframe_wait: Duration::from_secs(30),
         }
     }
@@ -651,8 +651,8 @@ impl Watchdog {
     }
 }
 
-/// Notices a session whose video offers no keyframe to start a run from. Long GOPs are common,
-/// so only a wait beyond the limit is reported, and only once a session.
+/// Notices a session whose video offers no keyframe to start a run from. Waiting for the first
+/// keyframe is normal, so only a wait beyond the limit is reported, and only once a session.
 struct KeyframeWait {
     limit: Duration,
     since: Option<Instant>,
