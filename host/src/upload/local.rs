@@ -19,6 +19,7 @@ use super::{AssetStore, SegmentUpload, StoredBlob, UploadError};
 const PARTIAL: &str = ".partial";
 const META: &str = ".json";
 
+#[derive(Clone)]
 pub struct LocalStore {
     root: PathBuf,
 }
@@ -26,6 +27,20 @@ pub struct LocalStore {
 impl LocalStore {
     pub fn new(root: PathBuf) -> Self {
         Self { root }
+    }
+
+    /// Runs `job` with this store in the blocking pool: its file system calls block.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(LocalStore) -> Result<T, UploadError> + Send + 'static,
+    ) -> Result<T, UploadError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || job(store))
+            .await
+            .map_err(|e| UploadError::Local {
+                path: self.root.clone(),
+                source: std::io::Error::other(e),
+            })?
     }
 
     fn err(&self, path: &Path) -> impl FnOnce(std::io::Error) -> UploadError {
@@ -143,28 +158,12 @@ impl AssetStore for LocalStore {
     }
 
     async fn put_segment(&self, segment: SegmentUpload) -> Result<StoredBlob, UploadError> {
-        let store = Self {
-            root: self.root.clone(),
-        };
-        tokio::task::spawn_blocking(move || store.write_blob(segment))
-            .await
-            .map_err(|e| UploadError::Local {
-                path: self.root.clone(),
-                source: std::io::Error::other(e),
-            })?
+        self.blocking(move |store| store.write_blob(segment)).await
     }
 
     async fn list_asset(&self, asset: &str) -> Result<Vec<StoredBlob>, UploadError> {
-        let store = Self {
-            root: self.root.clone(),
-        };
         let asset = asset.to_owned();
-        tokio::task::spawn_blocking(move || store.list(&asset))
-            .await
-            .map_err(|e| UploadError::Local {
-                path: self.root.clone(),
-                source: std::io::Error::other(e),
-            })?
+        self.blocking(move |store| store.list(&asset)).await
     }
 
     async fn read_blob(&self, name: &str) -> Result<Vec<u8>, UploadError> {
