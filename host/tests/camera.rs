@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mediagraph::camera::{
-    AuthScheme, CameraConfig, CameraHandle, Credentials, TestCamera, VideoCodec,
+    AuthScheme, CameraConfig, CameraHandle, Credentials, FREEZE_AFTER_FRAMES, TestCamera,
+    VideoCodec,
 };
 use retina::client::{
     PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, Transport,
@@ -500,6 +501,20 @@ async fn fault_paths_misbehave_as_documented() {
         .collect();
     assert!(frames.len() >= 50, "{} video frames", frames.len());
     assert!(frames.iter().all(|k| !k), "a keyframe was sent");
+
+    // Eight seconds' worth of frames in ten seconds, then nothing.
+    let items = retina_play(&cam.freeze_url(), None, 10)
+        .await
+        .expect("freeze plays");
+    let frames: Vec<bool> = items
+        .iter()
+        .filter_map(|i| match i {
+            CodecItem::VideoFrame(f) => Some(f.is_random_access_point()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(frames.len(), FREEZE_AFTER_FRAMES as usize);
+    assert!(frames[0], "the first frame is a keyframe");
 
     let junk = raw_request(&cam, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(junk.starts_with("RTSP/1.0 400"), "{junk}");

@@ -28,6 +28,7 @@ use auth::Auth;
 pub use auth::{AuthScheme, Credentials};
 use clip::Clip;
 pub use clip::{AAC_FILE, H264_FILE, H265_FILE};
+pub use rtsp::FREEZE_AFTER_FRAMES;
 use stream::Stream;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -266,6 +267,12 @@ impl CameraHandle {
     /// `rtsp://ADDR/fault/nokeyframe`: video flows, but every keyframe is left out.
     pub fn no_keyframe_url(&self) -> url::Url {
         self.path_url("fault/nokeyframe")
+    }
+
+    /// `rtsp://ADDR/fault/freeze`: [`FREEZE_AFTER_FRAMES`] video frames, then silence on an
+    /// open connection.
+    pub fn freeze_url(&self) -> url::Url {
+        self.path_url("fault/freeze")
     }
 
     fn path_url(&self, path: &str) -> url::Url {

@@ -39,7 +39,13 @@ enum Fault {
     Stall,
     /// Normal handshake, then video without its keyframes: pictures nothing can start from.
     NoKeyframe,
+    /// Normal handshake and [`FREEZE_AFTER_FRAMES`] video frames, then silence on an open
+    /// connection, as from a camera whose encoder hangs.
+    Freeze,
 }
+
+/// Video frames `/fault/freeze` sends before it falls silent: 8 s at 25 fps.
+pub const FREEZE_AFTER_FRAMES: u32 = 200;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
@@ -182,6 +188,7 @@ fn resolve(shared: &Shared, uri: &str) -> Option<(Target, UrlPart)> {
                 "http" => Fault::Http,
                 "stall" => Fault::Stall,
                 "nokeyframe" => Fault::NoKeyframe,
+                "freeze" => Fault::Freeze,
                 _ => return None,
             };
             (Target::Fault(fault), rest)
@@ -260,6 +267,7 @@ struct Session {
     ticks: Option<broadcast::Receiver<Tick>>,
     /// Media starts at a keyframe, so a late joiner's first frame is decodable.
     synced: bool,
+    video_sent: u32,
     last_report: Option<Instant>,
 }
 
@@ -372,6 +380,7 @@ impl Connection {
             audio: None,
             ticks: None,
             synced: false,
+            video_sent: 0,
             last_report: None,
         });
         if session.target != target {
@@ -448,6 +457,11 @@ impl Connection {
             self.out.extend_from_slice(&junk);
             return;
         }
+        if session.target == Target::Fault(Fault::Freeze)
+            && session.video_sent >= FREEZE_AFTER_FRAMES
+        {
+            return;
+        }
         let clip = &session.stream.clip;
         match tick.track {
             Track::Video => {
@@ -462,6 +476,7 @@ impl Connection {
                     return;
                 }
                 session.synced = true;
+                session.video_sent += 1;
                 let au = &clip.video.units[tick.index];
                 match clip.video.codec {
                     VideoCodec::H264 => rtp.h264(&mut self.out, au, tick.rtp_ts),
