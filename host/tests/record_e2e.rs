@@ -530,6 +530,53 @@ fn a_camera_that_stops_sending_is_detected_as_stalled_and_retried() {
     );
 }
 
+/// A camera that falls silent on an open connection: every frame it sent before is recorded.
+/// The recorder lets the kernel hold back a quarter second of data between reads (read
+/// batching); going quiet must hand that data over before the stall ends the run. Without
+/// that, the frames sent after the last read are lost; how many depends on where that read
+/// fell, and in trials it was 0–2 frames, so this test caught it in about half the runs.
+#[test]
+fn a_camera_that_freezes_loses_none_of_the_frames_it_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &[]);
+    // 200 video frames (8 s), then silence with the connection open.
+    let url = format!("rtsp://127.0.0.1:{port}/fault/freeze");
+    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    wait_until(
+        "the frozen run ends as stalled",
+        Duration::from_secs(30),
+        || {
+            rec.log()
+                .lines()
+                .any(|l| l.contains("run ended") && l.contains("stalled"))
+        },
+    );
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let segs = sealed(&cache_dir(&data, 1));
+    let first_run: Vec<&Seg> = segs.iter().filter(|s| s.run == segs[0].run).collect();
+    let frames: usize = first_run.iter().map(|s| probe(&s.path).packets.len()).sum();
+    assert_eq!(
+        frames,
+        mediagraph::camera::FREEZE_AFTER_FRAMES as usize,
+        "frames recorded in the run before the freeze ({} segments): {log}",
+        first_run.len()
+    );
+    for s in &first_run {
+        let p = probe(&s.path);
+        assert!(
+            p.decode_errors.is_empty(),
+            "{}: {}",
+            s.path.display(),
+            p.decode_errors
+        );
+    }
+}
+
 #[test]
 fn video_without_keyframes_is_reported_once_and_the_session_waits_for_one() {
     let tmp = tempfile::tempdir().unwrap();

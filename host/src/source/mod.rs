@@ -5,13 +5,14 @@
 //! recognising keyframes (H.265 IRAP pictures, not only IDR), deriving decode times for video
 //! with B-frames ([`reorder`]), reconnecting forever with exponential backoff and jitter, stall
 //! detection, reporting video that offers no keyframe to start from, TEARDOWN on close, mapping
-//! media time to wall-clock 90 kHz ticks per run ([`clock`]) and the LVA diagnostics about the
-//! session.
+//! media time to wall-clock 90 kHz ticks per run ([`clock`]), reading several frames per
+//! wake-up ([`batching`]) and the LVA diagnostics about the session.
 //!
 //! Must not: touch the disk, decide segment boundaries, or block the runtime. It hands frames to
 //! the recorder through a bounded channel ([`handoff`]); a slow recorder slows the session down
 //! (back pressure) instead of growing memory.
 
+pub mod batching;
 pub mod clock;
 pub mod handoff;
 pub mod reorder;
@@ -35,11 +36,15 @@ use url::Url;
 
 use crate::events::{Event, EventBus};
 use crate::time::{TICKS_PER_SECOND, Ticks90k};
+use batching::ReadBatching;
 use clock::WallClockMap;
 use handoff::Handoff;
 use reorder::Timeline;
 
 const DIAGNOSTICS: &str = "Microsoft.Media.Graph.Diagnostics";
+
+/// The port of an `rtsp://` URL that names none.
+const RTSP_PORT: u16 = 554;
 
 /// What to connect to and how; built by `graph` from the resolved topology.
 #[derive(Clone, Debug)]
@@ -376,13 +381,15 @@ async fn session(
         .teardown(TeardownPolicy::Auto)
         .user_agent(format!("mediagraph/{}", env!("CARGO_PKG_VERSION")));
     let timeout = cfg.connect_timeout;
-    let mut described = tokio::time::timeout(
+    let describe = tokio::time::timeout(
         timeout,
         retina::client::Session::describe(cfg.url.clone(), options),
-    )
-    .await
-    .map_err(|_| (SourceError::Timeout(timeout, "DESCRIBE"), false))?
-    .map_err(|e| (SourceError::from_retina("DESCRIBE", e), false))?;
+    );
+    let (described, socket) =
+        batching::find_socket(describe, cfg.url.port().unwrap_or(RTSP_PORT)).await;
+    let mut described = described
+        .map_err(|_| (SourceError::Timeout(timeout, "DESCRIBE"), false))?
+        .map_err(|e| (SourceError::from_retina("DESCRIBE", e), false))?;
     let sdp = String::from_utf8_lossy(described.sdp()).into_owned();
 
     let (chosen, unsupported) = choose_tracks(described.streams(), cfg);
@@ -435,6 +442,9 @@ async fn session(
     ));
     tracing::info!(subject = %cfg.subject, url = %redacted(&cfg.url), "session playing");
 
+    // Declared after `demuxed`, so dropped first: the mark is released while the connection
+    // is still open, before retina sends TEARDOWN on it.
+    let mut batching = ReadBatching::new(socket);
     let mut run: Option<RunState> = None;
     let mut watchdog = Watchdog::new(cfg.stall_timeout);
     let mut keyframe_wait = KeyframeWait::new(cfg.keyframe_wait);
@@ -442,6 +452,10 @@ async fn session(
         let next = tokio::select! {
             biased;
             next = demuxed.next() => Some(next),
+            () = batching.quiet(), if batching.is_holding() => {
+                batching.release();
+                continue;
+            }
             () = watchdog.expired() => None,
         };
         let item = match next {
@@ -463,11 +477,10 @@ async fn session(
             Some(Some(Err(e))) => {
                 return Err((SourceError::from_retina("PLAY", e), run.is_some()));
             }
-            Some(Some(Ok(item))) => {
-                watchdog.fed();
-                item
-            }
+            Some(Some(Ok(item))) => item,
         };
+        let now = Instant::now();
+        watchdog.fed(now);
         let stream_id = match &item {
             CodecItem::VideoFrame(f) => f.stream_id(),
             CodecItem::AudioFrame(f) => f.stream_id(),
@@ -490,6 +503,7 @@ async fn session(
             }
             _ => continue,
         };
+        batching.received(data.len(), now);
         let host_now = Ticks90k::now();
         let streams = demuxed.streams();
         if run.is_none() {
@@ -499,7 +513,7 @@ async fn session(
                 continue;
             }
             if !keyframe {
-                if keyframe_wait.overdue(Instant::now()) {
+                if keyframe_wait.overdue(now) {
                     let secs = cfg.keyframe_wait.as_secs();
                     tracing::warn!(subject = %cfg.subject, secs, "no video keyframe yet; nothing is recorded until one arrives");
                     events.emit(Event::new(
@@ -634,8 +648,8 @@ impl Watchdog {
         }
     }
 
-    fn fed(&mut self) {
-        self.last_fed = Instant::now();
+    fn fed(&mut self, now: Instant) {
+        self.last_fed = now;
     }
 
     /// Resolves once nothing has been fed for the limit.
