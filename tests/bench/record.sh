@@ -44,6 +44,14 @@ cpu_ticks() { # utime+stime of the given pids
   done
   echo "$t"
 }
+# "FRAMES DROPPED" summed over each camera's latest progress line. Per camera, not the log's last
+# N lines: a progress tick prints N lines over tens of milliseconds, and a sample taken while
+# it prints would mix two ticks.
+progress_frames() {
+  sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -a ' progress: ' |
+    sed -E 's/.* progress: ([^:]+):.* ([0-9]+) frames \(([0-9]+) dropped\).*/\1 \2 \3/' |
+    awk '{f[$1] = $2; d[$1] = $3} END {for (c in f) {F += f[c]; D += d[c]} print F + 0, D + 0}'
+}
 hwm_kib() { # sum of peak RSS of the given pids
   local t=0
   for p in "$@"; do
@@ -79,13 +87,11 @@ for N in "${COUNTS[@]}"; do
   done
   sleep "$WARMUP"
   mg0=$(cpu_ticks "$MG"); ff0=$(cpu_ticks "${FF[@]}")
-  frames0=$(grep -a 'progress' "$WORK/mg-$N.log" | tail -n "$N" | sed -E 's/.* ([0-9]+) frames \(([0-9]+) dropped\).*/\1/' | paste -sd+ | bc || echo 0)
+  read -r frames0 _ < <(progress_frames "$WORK/mg-$N.log")
   sleep "$DURATION"
   mg1=$(cpu_ticks "$MG"); ff1=$(cpu_ticks "${FF[@]}")
   mg_hwm=$(hwm_kib "$MG"); ff_hwm=$(hwm_kib "${FF[@]}")
-  last=$(grep -a 'progress' "$WORK/mg-$N.log" | tail -n "$N")
-  frames1=$(echo "$last" | sed -E 's/.* ([0-9]+) frames \(([0-9]+) dropped\).*/\1/' | paste -sd+ | bc || echo 0)
-  dropped=$(echo "$last" | sed -E 's/.* ([0-9]+) frames \(([0-9]+) dropped\).*/\2/' | paste -sd+ | bc || echo 0)
+  read -r frames1 dropped < <(progress_frames "$WORK/mg-$N.log")
   kill -INT "$MG"; wait "$MG" || true
   for p in "${FF[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   for p in "${FF[@]}"; do wait "$p" 2>/dev/null || true; done
