@@ -44,13 +44,19 @@ cpu_ticks() { # utime+stime of the given pids
   done
   echo "$t"
 }
-# "FRAMES DROPPED" summed over each camera's latest progress line. Per camera, not the log's last
-# N lines: a progress tick prints N lines over tens of milliseconds, and a sample taken while
-# it prints would mix two ticks.
-progress_frames() {
+# Each camera's latest progress line: "CAMERA SECONDS-OF-DAY FRAMES DROPPED". Frames are
+# compared over the time between two such lines of the same camera, not between two samples of
+# the log: a tick prints N lines over tens of milliseconds, so a sample can fall between lines.
+progress_snapshot() {
   sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -a ' progress: ' |
-    sed -E 's/.* progress: ([^:]+):.* ([0-9]+) frames \(([0-9]+) dropped\).*/\1 \2 \3/' |
-    awk '{f[$1] = $2; d[$1] = $3} END {for (c in f) {F += f[c]; D += d[c]} print F + 0, D + 0}'
+    sed -E 's/^[0-9-]+T([0-9]+):([0-9]+):([0-9.]+)Z.* progress: ([^:]+):.* ([0-9]+) frames \(([0-9]+) dropped\).*/\4 \1 \2 \3 \5 \6/' |
+    awk '{t[$1] = $2 * 3600 + $3 * 60 + $4; f[$1] = $5; d[$1] = $6} END {for (c in f) print c, t[c], f[c], d[c]}'
+}
+# "RECORDED SERVED DROPPED" between two snapshots, at the camera's 25 fps.
+frames_between() {
+  awk 'NR == FNR {t0[$1] = $2; f0[$1] = $3; next}
+       ($1 in t0) {dt = $2 - t0[$1]; if (dt < 0) dt += 86400; rec += $3 - f0[$1]; srv += 25 * dt; drop += $4}
+       END {printf "%d %d %d\n", rec, srv + 0.5, drop}' "$1" "$2"
 }
 hwm_kib() { # sum of peak RSS of the given pids
   local t=0
@@ -87,11 +93,12 @@ for N in "${COUNTS[@]}"; do
   done
   sleep "$WARMUP"
   mg0=$(cpu_ticks "$MG"); ff0=$(cpu_ticks "${FF[@]}")
-  read -r frames0 _ < <(progress_frames "$WORK/mg-$N.log")
+  progress_snapshot "$WORK/mg-$N.log" >"$WORK/progress0"
   sleep "$DURATION"
   mg1=$(cpu_ticks "$MG"); ff1=$(cpu_ticks "${FF[@]}")
   mg_hwm=$(hwm_kib "$MG"); ff_hwm=$(hwm_kib "${FF[@]}")
-  read -r frames1 dropped < <(progress_frames "$WORK/mg-$N.log")
+  progress_snapshot "$WORK/mg-$N.log" >"$WORK/progress1"
+  read -r recorded served dropped < <(frames_between "$WORK/progress0" "$WORK/progress1")
   kill -INT "$MG"; wait "$MG" || true
   for p in "${FF[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   for p in "${FF[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -99,11 +106,10 @@ for N in "${COUNTS[@]}"; do
   wait 2>/dev/null || true
   PIDS=()
   row=$(awk -v n="$N" -v d="$DURATION" -v hz="$HZ" -v mg="$((mg1 - mg0))" -v ff="$((ff1 - ff0))" \
-      -v mgh="$mg_hwm" -v ffh="$ff_hwm" -v fr="$((frames1 - frames0))" -v dr="$dropped" 'BEGIN {
+      -v mgh="$mg_hwm" -v ffh="$ff_hwm" -v fr="$recorded" -v sv="$served" -v dr="$dropped" 'BEGIN {
     mgc = mg / hz / n / (d / 60); ffc = ff / hz / n / (d / 60);
-    served = n * 25 * d;
-    printf "%5d | %22.3f | %22.3f | %17.3f | %8.2f | %8.2f | %d/%d (progress-line window, %d dropped)\n",
-      n, mgc, ffc, (ffc > 0 ? mgc / ffc : 0), mgh / 1024 / n, ffh / 1024 / n, fr, served, dr
+    printf "%5d | %22.3f | %22.3f | %17.3f | %8.2f | %8.2f | %d/%d (between progress lines, %d dropped)\n",
+      n, mgc, ffc, (ffc > 0 ? mgc / ffc : 0), mgh / 1024 / n, ffh / 1024 / n, fr, sv, dr
   }')
   echo "$row"
   RATIOS+=("$(echo "$row" | awk -F'|' '{gsub(/ /, "", $4); print $4}')")
