@@ -404,9 +404,9 @@ async fn session(
         return Err((SourceError::NoVideo(offered.join(", ")), false));
     }
     for (i, s) in unsupported {
-        events.emit(Event::new(
-            format!("{DIAGNOSTICS}.MediaFormatError"),
-            cfg.subject.clone(),
+        media_format_error(
+            events,
+            cfg,
             json!({
                 "code": "UnsupportedCodec",
                 "mediaType": s.media(),
@@ -417,7 +417,7 @@ async fn session(
                     describe_track(i, s)
                 ),
             }),
-        ));
+        );
     }
     for c in &chosen {
         let setup = SetupOptions::default()
@@ -516,9 +516,9 @@ async fn session(
                 if keyframe_wait.overdue(now) {
                     let secs = cfg.keyframe_wait.as_secs();
                     tracing::warn!(subject = %cfg.subject, secs, "no video keyframe yet; nothing is recorded until one arrives");
-                    events.emit(Event::new(
-                        format!("{DIAGNOSTICS}.MediaFormatError"),
-                        cfg.subject.clone(),
+                    media_format_error(
+                        events,
+                        cfg,
                         json!({
                             "code": "NoKeyframe",
                             "mediaType": "video",
@@ -527,7 +527,7 @@ async fn session(
                                 "no video keyframe in {secs} s of video: recording starts at the first keyframe, and until then nothing is recorded; check the camera's keyframe (I-frame) interval"
                             ),
                         }),
-                    ));
+                    );
                 }
                 continue;
             }
@@ -610,9 +610,9 @@ async fn session(
             state.reorder_reported = true;
             let depth = state.timeline.depth().unwrap_or(0);
             tracing::warn!(subject = %cfg.subject, depth, "video reordered deeper than its declared depth");
-            events.emit(Event::new(
-                format!("{DIAGNOSTICS}.MediaFormatError"),
-                cfg.subject.clone(),
+            media_format_error(
+                events,
+                cfg,
                 json!({
                     "code": "InvalidTimestamps",
                     "mediaType": "video",
@@ -621,7 +621,7 @@ async fn session(
                         "video pictures arrive reordered deeper than the stream's reorder depth ({depth}); such pictures are recorded with approximate timing or dropped"
                     ),
                 }),
-            ));
+            );
         }
         for f in state.ready.drain(..) {
             if handoff.send(SourceItem::Frame(f)).await.is_err() {
@@ -629,6 +629,15 @@ async fn session(
             }
         }
     }
+}
+
+/// LVA's `MediaFormatError` diagnostic about this source; `body` names the `code`.
+fn media_format_error(events: &EventBus, cfg: &SourceConfig, body: serde_json::Value) {
+    events.emit(Event::new(
+        format!("{DIAGNOSTICS}.MediaFormatError"),
+        cfg.subject.clone(),
+        body,
+    ));
 }
 
 /// Notices a session that has gone quiet. One timer per session, re-armed only when it fires:
