@@ -502,8 +502,9 @@ async fn fault_paths_misbehave_as_documented() {
     assert!(frames.len() >= 50, "{} video frames", frames.len());
     assert!(frames.iter().all(|k| !k), "a keyframe was sent");
 
-    // Eight seconds' worth of frames in ten seconds, then nothing.
-    let items = retina_play(&cam.freeze_url(), None, 10)
+    // Eight seconds' worth of frames in fourteen seconds, then only RTCP: a sender report is
+    // due at most five seconds after the last one, which went out with a frame.
+    let items = retina_play(&cam.freeze_url(), None, 14)
         .await
         .expect("freeze plays");
     let frames: Vec<bool> = items
@@ -515,6 +516,16 @@ async fn fault_paths_misbehave_as_documented() {
         .collect();
     assert_eq!(frames.len(), FREEZE_AFTER_FRAMES as usize);
     assert!(frames[0], "the first frame is a keyframe");
+    let last_frame = items
+        .iter()
+        .rposition(|i| matches!(i, CodecItem::VideoFrame(_)))
+        .unwrap();
+    assert!(
+        items[last_frame..]
+            .iter()
+            .any(|i| matches!(i, CodecItem::Rtcp(_))),
+        "the frozen camera's RTSP stack goes on sending sender reports"
+    );
 
     let junk = raw_request(&cam, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(junk.starts_with("RTSP/1.0 400"), "{junk}");

@@ -269,8 +269,8 @@ impl CameraHandle {
         self.path_url("fault/nokeyframe")
     }
 
-    /// `rtsp://ADDR/fault/freeze`: [`FREEZE_AFTER_FRAMES`] video frames, then silence on an
-    /// open connection.
+    /// `rtsp://ADDR/fault/freeze`: [`FREEZE_AFTER_FRAMES`] video frames, then only RTCP
+    /// sender reports on the open connection.
     pub fn freeze_url(&self) -> url::Url {
         self.path_url("fault/freeze")
     }

@@ -39,12 +39,13 @@ enum Fault {
     Stall,
     /// Normal handshake, then video without its keyframes: pictures nothing can start from.
     NoKeyframe,
-    /// Normal handshake and [`FREEZE_AFTER_FRAMES`] video frames, then silence on an open
-    /// connection, as from a camera whose encoder hangs.
+    /// Normal handshake and [`FREEZE_AFTER_FRAMES`] video frames, then only RTCP sender
+    /// reports on the open connection, as from a camera whose encoder hangs while its RTSP
+    /// stack lives on.
     Freeze,
 }
 
-/// Video frames `/fault/freeze` sends before it falls silent: 8 s at 25 fps.
+/// Video frames `/fault/freeze` sends before its media stops: 8 s at 25 fps.
 pub const FREEZE_AFTER_FRAMES: u32 = 200;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,6 +272,26 @@ struct Session {
     last_report: Option<Instant>,
 }
 
+impl Session {
+    /// Appends RTCP sender reports for every track once [`SENDER_REPORT_INTERVAL`] has passed.
+    fn report_if_due(&mut self, out: &mut BytesMut) {
+        let now = Instant::now();
+        if self
+            .last_report
+            .is_some_and(|t| now - t < SENDER_REPORT_INTERVAL)
+        {
+            return;
+        }
+        self.last_report = Some(now);
+        let wall = SystemTime::now();
+        for (track, rtp) in [(Track::Video, &self.video), (Track::Audio, &self.audio)] {
+            if let Some(rtp) = rtp {
+                rtp.sender_report(out, self.stream.rtp_now(track), wall);
+            }
+        }
+    }
+}
+
 /// What the connection loop does after a request.
 enum Next {
     Continue,
@@ -460,6 +481,7 @@ impl Connection {
         if session.target == Target::Fault(Fault::Freeze)
             && session.video_sent >= FREEZE_AFTER_FRAMES
         {
+            session.report_if_due(&mut self.out);
             return;
         }
         let clip = &session.stream.clip;
@@ -493,22 +515,7 @@ impl Connection {
                 rtp.aac(&mut self.out, &audio.frames[tick.index], tick.rtp_ts);
             }
         }
-        let now = Instant::now();
-        if session
-            .last_report
-            .is_none_or(|t| now - t >= SENDER_REPORT_INTERVAL)
-        {
-            session.last_report = Some(now);
-            let wall = SystemTime::now();
-            for (track, rtp) in [
-                (Track::Video, &session.video),
-                (Track::Audio, &session.audio),
-            ] {
-                if let Some(rtp) = rtp {
-                    rtp.sender_report(&mut self.out, session.stream.rtp_now(track), wall);
-                }
-            }
-        }
+        session.report_if_due(&mut self.out);
     }
 
     fn lagged(&mut self) {

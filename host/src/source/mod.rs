@@ -55,7 +55,7 @@ pub struct SourceConfig {
     pub audio: bool,
     /// Event subject, e.g. `/graphInstances/g1/sources/rtspSource`.
     pub subject: String,
-    /// No frame for this long ends the session.
+    /// No video frame for this long ends the session (RTCP and audio do not count).
     pub stall_timeout: Duration,
     /// Bound on connecting plus DESCRIBE/SETUP/PLAY.
     pub connect_timeout: Duration,
@@ -152,7 +152,7 @@ pub struct Frame {
 pub enum RunEndReason {
     /// The camera closed the session or the connection failed.
     Disconnected(String),
-    /// No frame for the stall timeout.
+    /// No video frame for the stall timeout.
     Stalled,
     /// The host clock jumped; the next run re-anchors.
     ClockJump,
@@ -480,7 +480,6 @@ async fn session(
             Some(Some(Ok(item))) => item,
         };
         let now = Instant::now();
-        watchdog.fed(now);
         let stream_id = match &item {
             CodecItem::VideoFrame(f) => f.stream_id(),
             CodecItem::AudioFrame(f) => f.stream_id(),
@@ -491,6 +490,9 @@ async fn session(
         };
         let (media, keyframe, new_params, data) = match item {
             CodecItem::VideoFrame(f) => {
+                // Only video keeps a session alive: RTCP reports (or audio) go on from a
+                // camera whose encoder hung, and such a session records nothing.
+                watchdog.fed(now);
                 let keyframe = match chosen[track].codec {
                     TrackCodec::H265 => h265_is_irap(f.data()),
                     _ => f.is_random_access_point(),
