@@ -23,7 +23,7 @@ fn records_the_gstreamer_peer_into_30s_segments() {
     let port = free_port();
     let _server = gst_server(port, &clip, &[]);
     let url = format!("rtsp://127.0.0.1:{port}/stream");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
     rec.wait_event("RecordingStarted", STARTUP);
@@ -65,7 +65,7 @@ fn records_the_test_camera_into_30s_segments() {
     let port = free_port();
     let _camera = camera(port, &[]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
     rec.wait_event("RecordingStarted", STARTUP);
@@ -88,7 +88,7 @@ fn camera_reboot_starts_a_new_run_and_records_the_outage_as_a_gap() {
     let port = free_port();
     let server = gst_server(port, &clip, &[]);
     let url = format!("rtsp://127.0.0.1:{port}/stream");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let dir = cache_dir(&data, 1);
     let mut rec = recorder(&topology, &data, &[]);
@@ -162,7 +162,7 @@ fn kill_9_at_random_moments_loses_at_most_a_fragment_plus_reconnect() {
     let port = free_port();
     let _server = gst_server(port, &clip, &[]);
     let url = format!("rtsp://127.0.0.1:{port}/stream");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let dir = cache_dir(&data, 1);
 
@@ -278,7 +278,7 @@ fn small_budget_is_never_exceeded_and_evicts_oldest_first() {
     let _server = gst_server(port, &clip, &[]);
     let url = format!("rtsp://127.0.0.1:{port}/stream");
     let budget_mib = 15u64;
-    let topology = write_topology(tmp.path(), &[&url], budget_mib, "PT30S");
+    let topology = write_topology(tmp.path(), &url, budget_mib, "PT30S");
     let data = tmp.path().join("data");
     let dir = cache_dir(&data, 1);
     // The asset store is unreachable (an outage), so evicted segments were never uploaded.
@@ -386,7 +386,7 @@ fn bad_input_gives_diagnostics_retries_and_leaves_no_files() {
     for (i, url) in urls.iter().enumerate() {
         let dir = tmp.path().join(format!("t{i}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let topology = write_topology(&dir, &[url], 64, "PT30S");
+        let topology = write_topology(&dir, url, 64, "PT30S");
         let data = data.join(format!("d{i}"));
         recs.push((
             recorder(&topology, &data, &["user=admin", "password=wrong"]),
@@ -453,7 +453,7 @@ fn records_h265_video_with_aac_audio_when_the_sink_selects_audio() {
     let port = free_port();
     let _camera = camera(port, &["--codec", "h265", "--audio"]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     select_audio_and_video(&topology);
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
@@ -505,7 +505,7 @@ fn a_camera_that_stops_sending_is_detected_as_stalled_and_retried() {
     let _camera = camera(port, &[]);
     // PLAY succeeds, then no media ever arrives.
     let url = format!("rtsp://127.0.0.1:{port}/fault/stall");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
     rec.wait_event("MediaSessionEstablished", STARTUP);
@@ -542,7 +542,7 @@ fn a_camera_that_freezes_loses_none_of_the_frames_it_sent() {
     let _camera = camera(port, &[]);
     // 200 video frames (8 s), then silence with the connection open.
     let url = format!("rtsp://127.0.0.1:{port}/fault/freeze");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
     rec.wait_event("RecordingStarted", STARTUP);
@@ -584,7 +584,7 @@ fn video_without_keyframes_is_reported_once_and_the_session_waits_for_one() {
     let _camera = camera(port, &[]);
     // Video flows, but every keyframe is left out: nothing can start a run.
     let url = format!("rtsp://127.0.0.1:{port}/fault/nokeyframe");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
     rec.wait_event("MediaSessionEstablished", STARTUP);
@@ -618,7 +618,7 @@ fn a_failing_formatter_plugin_is_replaced_and_recording_goes_on() {
     let port = free_port();
     let _camera = camera(port, &[]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&topology).unwrap()).unwrap();
     json["properties"]["sinks"][0]["plugins"] = serde_json::json!({"formatter": "fmt_hostile"});
@@ -671,7 +671,7 @@ fn g711_audio_is_reported_and_the_h264_video_is_still_recorded() {
          ! rtppcmupay name=pay1 )",
     );
     let url = format!("rtsp://127.0.0.1:{port}/stream");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     select_audio_and_video(&topology);
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
@@ -746,7 +746,7 @@ fn an_mjpeg_only_camera_is_reported_and_retried_with_backoff() {
          ! jpegenc ! rtpjpegpay name=pay0 pt=26 )",
     );
     let url = format!("rtsp://127.0.0.1:{port}/stream");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
     rec.wait_event("MediaFormatError", STARTUP);
@@ -819,7 +819,7 @@ fn h265_open_gop_cra_keyframes_start_segments() {
     let clip_arg = clip.to_string_lossy().into_owned();
     let _camera = camera(port, &["--codec", "h265", "--clip", &clip_arg]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
     rec.wait_event("RecordingStarted", STARTUP);
@@ -854,7 +854,7 @@ fn a_resolution_change_mid_stream_starts_a_new_segment_with_its_own_init() {
     let clip_arg = clip.to_string_lossy().into_owned();
     let _camera = camera(port, &["--clip", &clip_arg]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
     rec.wait_event("RecordingStarted", STARTUP);
@@ -943,7 +943,7 @@ fn records_b_frames(launch: &str) {
     let port = free_port();
     let _server = gst_launch_server(port, launch);
     let url = format!("rtsp://127.0.0.1:{port}/stream");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let mut rec = recorder(&topology, &data, &[]);
     rec.wait_event("RecordingStarted", STARTUP);

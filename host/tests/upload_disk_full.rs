@@ -88,7 +88,7 @@ fn full_cache_disk_evicts_drops_reports_once_per_episode_and_recording_resumes()
     let clip = make_camera_clip(tmp.path(), 3000);
     let _camera = camera(port, &["--clip", clip.to_str().unwrap()]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
-    let topology = write_topology(tmp.path(), &[&url], 200, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 200, "PT30S");
     let data = tmp.path().join("data");
     let cache_root = data.join("var/lib/mediagraph/cache");
     std::fs::create_dir_all(&cache_root).unwrap();

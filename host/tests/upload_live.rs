@@ -97,7 +97,7 @@ fn live_outage_evicts_oldest_and_restore_uploads_oldest_first_leaving_one_gap() 
     let _camera = camera(port, &["--clip", clip.to_str().unwrap()]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
     let budget_mib = 15;
-    let topology = write_topology(tmp.path(), &[&url], budget_mib, "PT30S");
+    let topology = write_topology(tmp.path(), &url, budget_mib, "PT30S");
     let data = tmp.path().join("data");
     let conn = azurite.connection_string();
     let mut rec = recorder_with(
@@ -278,7 +278,7 @@ fn live_pt1m_uploads_at_most_once_per_minute() {
     let port = free_port();
     let _camera = camera(port, &[]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT1M");
+    let topology = write_topology(tmp.path(), &url, 64, "PT1M");
     let data = tmp.path().join("data");
     let store = tmp.path().join("store");
     let store_url = format!("file://{}", store.display());
@@ -324,7 +324,7 @@ fn backlog_left_at_sigterm_is_uploaded_on_the_next_start() {
     let port = free_port();
     let _camera = camera(port, &[]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     // A file where the store's directory should be: every upload fails.
     let store = tmp.path().join("store");

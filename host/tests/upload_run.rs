@@ -14,7 +14,7 @@ fn run_uploads_every_sealed_segment_to_the_local_store_in_order() {
     let port = free_port();
     let _camera = camera(port, &[]);
     let url = format!("rtsp://127.0.0.1:{port}/cam1");
-    let topology = write_topology(tmp.path(), &[&url], 64, "PT30S");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
     let store = tmp.path().join("store");
     let store_url = format!("file://{}", store.display());

@@ -281,55 +281,44 @@ pub fn camera(port: u16, extra: &[&str]) -> Proc {
     p
 }
 
-/// One asset sink per URL, cache `cache_mib`, PT30S unless `segment` says otherwise.
-pub fn write_topology(dir: &Path, urls: &[&str], cache_mib: u64, segment: &str) -> PathBuf {
-    let sources: Vec<serde_json::Value> = urls
-        .iter()
-        .enumerate()
-        .map(|(i, _)| {
-            serde_json::json!({
+/// One camera at `url` (LVA allows one RTSP source per topology) recorded by one asset sink,
+/// cache `cache_mib`, segments of `segment`. The nodes are `cam1` and `sink1`, as
+/// [`cache_dir`] and the event subjects the tests check expect.
+pub fn write_topology(dir: &Path, url: &str, cache_mib: u64, segment: &str) -> PathBuf {
+    let topology = serde_json::json!({
+        "name": "RecordTest",
+        "@apiVersion": "2.0",
+        "properties": {
+            "parameters": [
+                {"name": "user", "type": "String", "default": "admin"},
+                {"name": "password", "type": "SecretString", "default": "secret"},
+                {"name": "url1", "type": "String", "default": url}
+            ],
+            "sources": [{
                 "@type": "#Microsoft.Media.MediaGraphRtspSource",
-                "name": format!("cam{}", i + 1),
+                "name": "cam1",
                 "transport": "tcp",
                 "endpoint": {
                     "@type": "#Microsoft.Media.MediaGraphUnsecuredEndpoint",
-                    "url": format!("${{url{}}}", i + 1),
+                    "url": "${url1}",
                     "credentials": {
                         "@type": "#Microsoft.Media.MediaGraphUsernamePasswordCredentials",
                         "username": "${user}",
                         "password": "${password}"
                     }
                 }
-            })
-        })
-        .collect();
-    let sinks: Vec<serde_json::Value> = (0..urls.len())
-        .map(|i| {
-            serde_json::json!({
+            }],
+            "sinks": [{
                 "@type": "#Microsoft.Media.MediaGraphAssetSink",
-                "name": format!("sink{}", i + 1),
-                "assetNamePattern": format!("cam{}-${{System.GraphInstanceName}}", i + 1),
+                "name": "sink1",
+                "assetNamePattern": "cam1-${System.GraphInstanceName}",
                 "segmentLength": segment,
                 "localMediaCacheMaximumSizeMiB": cache_mib.to_string(),
                 "localMediaCachePath": "/var/lib/mediagraph/cache",
-                "inputs": [{"nodeName": format!("cam{}", i + 1),
+                "inputs": [{"nodeName": "cam1",
                             "outputSelectors": [{"property": "mediaType", "operator": "is", "value": "video"}]}]
-            })
-        })
-        .collect();
-    let mut parameters = vec![
-        serde_json::json!({"name": "user", "type": "String", "default": "admin"}),
-        serde_json::json!({"name": "password", "type": "SecretString", "default": "secret"}),
-    ];
-    for (i, u) in urls.iter().enumerate() {
-        parameters.push(
-            serde_json::json!({"name": format!("url{}", i + 1), "type": "String", "default": u}),
-        );
-    }
-    let topology = serde_json::json!({
-        "name": "RecordTest",
-        "@apiVersion": "2.0",
-        "properties": {"parameters": parameters, "sources": sources, "sinks": sinks}
+            }]
+        }
     });
     let path = dir.join("topology.json");
     std::fs::write(&path, serde_json::to_string_pretty(&topology).unwrap()).unwrap();
