@@ -10,8 +10,9 @@ test sources and encoders, payloaders named pay0, pay1, ...), e.g. to serve code
 recorder does not support (G.711, MJPEG) next to ones it does.
 
 usage: gst_rtsp_server.py --port P (--clip clip.mp4 | --launch "( ... )") [--path /stream]
-                          [--user U --password P]
-Prints "READY rtsp://127.0.0.1:P/stream" on stdout once listening.
+                          [--user U --password P [--auth basic|digest]]
+Prints "READY rtsp://127.0.0.1:P/stream" on stdout once listening, and "session playing" /
+"session torn down" on stderr when a client's PLAY / TEARDOWN is answered.
 """
 import argparse
 import sys
@@ -51,7 +52,9 @@ def load_clip(path):
 
 
 class Feeder(threading.Thread):
-    """Pushes the clip into one session's appsrc in real time, looping forever."""
+    """Pushes the clip into one session's appsrc in real time, looping until the session's
+    media is unprepared. A refused push (e.g. FLUSHING while the server flushes the media) is
+    reported on stderr and does not end it: only the media's lifecycle does."""
 
     def __init__(self, appsrc, frames, frame_ns):
         super().__init__(daemon=True)
@@ -59,6 +62,10 @@ class Feeder(threading.Thread):
         first = frames[0][1]
         self.offsets = [pts - first for _, pts, _ in frames]
         self.loop_ns = self.offsets[-1] + frame_ns
+        self.unprepared = threading.Event()
+
+    def stop(self, *_):
+        self.unprepared.set()
 
     def run(self):
         clock = self.appsrc.get_clock()
@@ -67,20 +74,24 @@ class Feeder(threading.Thread):
             clock = self.appsrc.get_clock()
         running0 = clock.get_time() - self.appsrc.get_base_time()
         wall0 = time.monotonic()
-        n = 0
+        n, last_flow = 0, Gst.FlowReturn.OK
         while True:
             for (data, _, key), off in zip(self.frames, self.offsets):
                 t = n * self.loop_ns + off
                 delay = wall0 + t / 1e9 - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                if self.unprepared.is_set():
+                    return
                 buf = Gst.Buffer.new_wrapped(data)
                 buf.pts = buf.dts = running0 + t
                 buf.duration = self.frame_ns
                 if not key:
                     buf.set_flags(Gst.BufferFlags.DELTA_UNIT)
-                if self.appsrc.emit("push-buffer", buf) != Gst.FlowReturn.OK:
-                    return  # the session ended
+                flow = self.appsrc.emit("push-buffer", buf)
+                if flow != last_flow:
+                    print(f"push-buffer: {flow.value_nick}", file=sys.stderr, flush=True)
+                    last_flow = flow
             n += 1
 
 
@@ -94,6 +105,7 @@ def main():
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--auth", choices=["basic", "digest"], default="basic")
     args = ap.parse_args()
 
     Gst.init(None)
@@ -114,14 +126,20 @@ def main():
 
         def configure(_factory, media):
             src = media.get_element().get_child_by_name("src")
-            Feeder(src, frames, frame_ns).start()
+            feeder = Feeder(src, frames, frame_ns)
+            media.connect("unprepared", feeder.stop)
+            feeder.start()
 
         factory.connect("media-configure", configure)
     if args.user:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        if args.auth == "digest":
+            auth.add_digest(args.user, args.password, token)
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        else:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
         server.set_auth(auth)
         perms = GstRtspServer.RTSPPermissions()
         perms.add_role_from_structure(
@@ -129,6 +147,15 @@ def main():
         )
         factory.set_permissions(perms)
     server.get_mount_points().add_factory(args.path, factory)
+
+    def report(message):
+        return lambda _client, _context: print(message, file=sys.stderr, flush=True)
+
+    def connected(_server, client):
+        client.connect("play-request", report("session playing"))
+        client.connect("teardown-request", report("session torn down"))
+
+    server.connect("client-connected", connected)
     if server.attach(None) == 0:
         sys.exit(f"cannot listen on 127.0.0.1:{args.port}")
     print(f"READY rtsp://127.0.0.1:{args.port}{args.path}", flush=True)

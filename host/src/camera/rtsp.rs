@@ -354,8 +354,10 @@ impl Connection {
             "SETUP" => self.setup(req, resolved),
             "PLAY" => self.play(req),
             "TEARDOWN" => {
-                if self.session_matches(req) {
-                    self.session = None;
+                if self.session_matches(req)
+                    && let Some(session) = self.session.take()
+                {
+                    tracing::info!(session = %session.id, uri = %req.uri, "test camera: session torn down");
                 }
                 Response::ok()
             }
@@ -459,6 +461,7 @@ impl Connection {
             session.ticks = Some(session.stream.subscribe());
             session.synced = session.video.is_none();
             self.shared.plays.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(session = %session.id, uri = %req.uri, "test camera: session playing");
         }
         Response::ok()
             .header("Session", session.id.clone())
