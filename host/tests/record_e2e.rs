@@ -654,6 +654,69 @@ fn a_camera_that_freezes_loses_none_of_the_frames_it_sent() {
     }
 }
 
+/// A camera that keeps a session after its connection is cut, and serves one session at a
+/// time, refuses the recorder's reconnect until that stale session is gone. The recorder tears
+/// it down from a new connection before reconnecting, so recording resumes within seconds
+/// instead of after the camera's 60 s session timeout.
+#[test]
+fn a_stale_session_is_torn_down_so_the_reconnect_is_not_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let camera = camera(port, &["--max-sessions", "1"]);
+    // 200 video frames (8 s), then the camera closes the connection and keeps the session.
+    let url = format!("rtsp://127.0.0.1:{port}/fault/cut");
+    let topology = write_topology(tmp.path(), &url, 64, "PT30S");
+    let data = tmp.path().join("data");
+    let mut rec = recorder(&topology, &data, &[]);
+    rec.wait_event("RecordingStarted", STARTUP);
+    wait_until(
+        "a second session after the cut",
+        Duration::from_secs(30),
+        || camera.log().matches("session playing").count() >= 2,
+    );
+    // Long enough for the second run's first complete fragment (≤ 2 s), shorter than its 8 s.
+    std::thread::sleep(Duration::from_secs(4));
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let camera_log = camera.log();
+    assert!(
+        !camera_log.contains("session refused"),
+        "the reconnect met the stale session:\n{camera_log}"
+    );
+    let first_torn_down = camera_log.find("session torn down");
+    let second_played = camera_log
+        .match_indices("session playing")
+        .nth(1)
+        .map(|(i, _)| i);
+    assert!(
+        first_torn_down.is_some() && first_torn_down < second_played,
+        "the stale session was not torn down before the next one played:\n{camera_log}"
+    );
+
+    let dir = cache_dir(&data, 1);
+    let segs = sealed(&dir);
+    let first_run: Vec<&Seg> = segs.iter().filter(|s| s.run == segs[0].run).collect();
+    let frames: usize = first_run.iter().map(|s| probe(&s.path).packets.len()).sum();
+    assert_eq!(
+        frames,
+        mediagraph::camera::FREEZE_AFTER_FRAMES as usize,
+        "frames recorded before the cut: {log}"
+    );
+    assert!(
+        segs.iter().any(|s| s.run != segs[0].run),
+        "no second run: {segs:?}"
+    );
+    let offline: Vec<_> = gaps(&dir)
+        .into_iter()
+        .filter(|g| g["cause"] == "CameraOffline")
+        .collect();
+    let secs = (offline[0]["end"].as_i64().unwrap() - offline[0]["start"].as_i64().unwrap()) as f64
+        / TICKS as f64;
+    // Reconnect backoff (about 1 s) plus the wait for a keyframe; a refused reconnect would
+    // have waited out the camera's 60 s session timeout.
+    assert!(secs < 10.0, "gap of {secs:.1} s after the cut: {offline:?}");
+}
+
 #[test]
 fn video_without_keyframes_is_reported_once_and_the_session_waits_for_one() {
     let tmp = tempfile::tempdir().unwrap();

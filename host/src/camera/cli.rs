@@ -35,6 +35,10 @@ pub struct CameraArgs {
     /// Frame rate of the clip (elementary streams carry no timestamps).
     #[arg(long, default_value_t = 25)]
     pub fps: u32,
+    /// Serve at most N sessions, each kept until TEARDOWN or its 60 s timeout even after its
+    /// connection closes (453 Not Enough Bandwidth beyond N), as many cameras do.
+    #[arg(long)]
+    pub max_sessions: Option<usize>,
 }
 
 pub async fn run(args: CameraArgs) -> Result<(), CameraError> {
@@ -50,6 +54,7 @@ pub async fn run(args: CameraArgs) -> Result<(), CameraError> {
         auth: args.auth,
         clip_dir: args.clip,
         fps: args.fps,
+        max_sessions: args.max_sessions,
     };
     let camera = TestCamera::start(config).await?;
     println!(

@@ -2,7 +2,8 @@
 //! `--clip DIR`) in real time on N paths, looping forever with continuous RTP timestamps.
 //!
 //! Owns: clip loading, RTSP server sessions (TCP interleaved only), RTP packetization, Basic and
-//! Digest auth, fault paths for bad-input tests, and test controls (drop sessions, outage).
+//! Digest auth, session slots of a camera that keeps sessions past their connection
+//! (`--max-sessions`), fault paths for bad-input tests, and test controls (drop sessions, outage).
 //! Must not: depend on the recorder or any other room; it stands in for a real camera, so it
 //! only speaks the wire protocol.
 
@@ -11,6 +12,7 @@ pub mod cli;
 mod clip;
 mod rtp;
 mod rtsp;
+mod slots;
 mod stream;
 
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ pub use auth::{AuthScheme, Credentials};
 use clip::Clip;
 pub use clip::{AAC_FILE, H264_FILE, H265_FILE};
 pub use rtsp::FREEZE_AFTER_FRAMES;
+use slots::Slots;
 use stream::Stream;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -65,6 +68,9 @@ pub struct CameraConfig {
     pub clip_dir: Option<PathBuf>,
     /// Frame rate the elementary stream is paced at (it carries no timestamps of its own).
     pub fps: u32,
+    /// At most this many sessions, each kept until TEARDOWN or its timeout even after its
+    /// connection is gone (as many cameras do); `None`: a session ends with its connection.
+    pub max_sessions: Option<usize>,
 }
 
 impl Default for CameraConfig {
@@ -78,6 +84,7 @@ impl Default for CameraConfig {
             auth: AuthScheme::Any,
             clip_dir: None,
             fps: 25,
+            max_sessions: None,
         }
     }
 }
@@ -99,6 +106,7 @@ struct Shared {
     auth: Option<Auth>,
     connections: AtomicUsize,
     plays: AtomicU64,
+    slots: Option<Slots>,
 }
 
 pub struct TestCamera;
@@ -108,6 +116,11 @@ impl TestCamera {
     pub async fn start(config: CameraConfig) -> Result<CameraHandle, CameraError> {
         if config.count == 0 {
             return Err(CameraError::Config("--count must be at least 1".into()));
+        }
+        if config.max_sessions == Some(0) {
+            return Err(CameraError::Config(
+                "--max-sessions must be at least 1".into(),
+            ));
         }
         if !(1..=120).contains(&config.fps) {
             return Err(CameraError::Config(format!(
@@ -138,6 +151,9 @@ impl TestCamera {
                 .map(|c| Auth::new(c, config.auth)),
             connections: AtomicUsize::new(0),
             plays: AtomicU64::new(0),
+            slots: config
+                .max_sessions
+                .map(|max| Slots::new(max, rtsp::SESSION_TIMEOUT)),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let (control_tx, control_rx) = watch::channel(Control::default());
@@ -273,6 +289,12 @@ impl CameraHandle {
     /// sender reports on the open connection.
     pub fn freeze_url(&self) -> url::Url {
         self.path_url("fault/freeze")
+    }
+
+    /// `rtsp://ADDR/fault/cut`: [`FREEZE_AFTER_FRAMES`] video frames, then the camera closes
+    /// the connection (with [`CameraConfig::max_sessions`], the session outlives it).
+    pub fn cut_url(&self) -> url::Url {
+        self.path_url("fault/cut")
     }
 
     fn path_url(&self, path: &str) -> url::Url {

@@ -22,7 +22,8 @@ use super::{Control, Shared, VideoCodec};
 
 /// Requests larger than this are a protocol violation, not something to buffer.
 const MAX_REQUEST: usize = 64 * 1024;
-const SESSION_TIMEOUT_SECS: u32 = 60;
+/// How long a session lives without a request naming it (the `timeout` of its Session header).
+pub(super) const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 const VIDEO_PT: u8 = 96;
 const AUDIO_PT: u8 = 97;
 /// How often a playing session gets RTCP sender reports (wall clock ↔ RTP time), as cameras do.
@@ -43,6 +44,9 @@ enum Fault {
     /// reports on the open connection, as from a camera whose encoder hangs while its RTSP
     /// stack lives on.
     Freeze,
+    /// Normal handshake and [`FREEZE_AFTER_FRAMES`] video frames, then the camera closes the
+    /// connection; with `--max-sessions` the session outlives it, as a stale session.
+    Cut,
 }
 
 /// Video frames `/fault/freeze` sends before its media stops: 8 s at 25 fps.
@@ -66,6 +70,12 @@ impl Request {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The session id the request names, without the header's parameters.
+    fn session_id(&self) -> Option<&str> {
+        self.header("Session")
+            .map(|s| s.split(';').next().unwrap_or_default().trim())
     }
 }
 
@@ -190,6 +200,7 @@ fn resolve(shared: &Shared, uri: &str) -> Option<(Target, UrlPart)> {
                 "stall" => Fault::Stall,
                 "nokeyframe" => Fault::NoKeyframe,
                 "freeze" => Fault::Freeze,
+                "cut" => Fault::Cut,
                 _ => return None,
             };
             (Target::Fault(fault), rest)
@@ -331,6 +342,9 @@ impl Connection {
             }
             return r;
         }
+        if let (Some(slots), Some(id)) = (&self.shared.slots, req.session_id()) {
+            slots.refresh(id, Instant::now());
+        }
         match req.method.as_str() {
             "OPTIONS" => Response::ok().header(
                 "Public",
@@ -354,10 +368,18 @@ impl Connection {
             "SETUP" => self.setup(req, resolved),
             "PLAY" => self.play(req),
             "TEARDOWN" => {
-                if self.session_matches(req)
-                    && let Some(session) = self.session.take()
-                {
-                    tracing::info!(session = %session.id, uri = %req.uri, "test camera: session torn down");
+                // A stale session's slot is freed from any connection; its own connection's
+                // session ends too.
+                let slot = self
+                    .shared
+                    .slots
+                    .as_ref()
+                    .zip(req.session_id())
+                    .is_some_and(|(slots, id)| slots.release(id));
+                let own = self.session_matches(req) && self.session.take().is_some();
+                if slot || own {
+                    let id = req.session_id().unwrap_or_default();
+                    tracing::info!(session = %id, uri = %req.uri, "test camera: session torn down");
                 }
                 Response::ok()
             }
@@ -370,10 +392,7 @@ impl Connection {
     }
 
     fn session_matches(&self, req: &Request) -> bool {
-        let wanted = req
-            .header("Session")
-            .map(|s| s.split(';').next().unwrap_or_default().trim());
-        matches!((&self.session, wanted), (Some(s), Some(w)) if s.id == w)
+        matches!((&self.session, req.session_id()), (Some(s), Some(w)) if s.id == w)
     }
 
     fn setup(&mut self, req: &Request, resolved: Option<(Target, UrlPart)>) -> Response {
@@ -395,17 +414,27 @@ impl Connection {
             Target::Camera(i) => self.shared.streams[i].clone(),
             Target::Fault(_) => self.shared.streams[0].clone(),
         };
-        let session = self.session.get_or_insert_with(|| Session {
-            id: format!("{:016X}", rand::random::<u64>()),
-            target,
-            stream,
-            video: None,
-            audio: None,
-            ticks: None,
-            synced: false,
-            video_sent: 0,
-            last_report: None,
-        });
+        if self.session.is_none() {
+            let id = format!("{:016X}", rand::random::<u64>());
+            if let Some(slots) = &self.shared.slots
+                && !slots.claim(&id, Instant::now())
+            {
+                tracing::info!(uri = %req.uri, "test camera: session refused, every session slot is held");
+                return Response::new(453, "Not Enough Bandwidth");
+            }
+            self.session = Some(Session {
+                id,
+                target,
+                stream,
+                video: None,
+                audio: None,
+                ticks: None,
+                synced: false,
+                video_sent: 0,
+                last_report: None,
+            });
+        }
+        let session = self.session.as_mut().expect("set above");
         if session.target != target {
             return Response::new(459, "Aggregate Operation Not Allowed");
         }
@@ -432,7 +461,7 @@ impl Connection {
         }
         Response::ok().header("Transport", reply).header(
             "Session",
-            format!("{};timeout={SESSION_TIMEOUT_SECS}", session.id),
+            format!("{};timeout={}", session.id, SESSION_TIMEOUT.as_secs()),
         )
     }
 
@@ -469,36 +498,44 @@ impl Connection {
             .header("RTP-Info", info.join(","))
     }
 
-    /// Packetizes one frame for the session into `self.out`.
-    fn media(&mut self, tick: Tick) {
+    /// Packetizes one frame for the session into `self.out`; `Close` once `/fault/cut` has
+    /// sent its frames.
+    fn media(&mut self, tick: Tick) -> Next {
         let Some(session) = self.session.as_mut() else {
-            return;
+            return Next::Continue;
         };
         if session.target == Target::Fault(Fault::Garbage) {
             // Not `$` (interleaved) and not `RTSP/` (a response): unframeable for any client.
             let junk: [u8; 64] = rand::random();
             self.out.extend_from_slice(b"\x00GARBAGE");
             self.out.extend_from_slice(&junk);
-            return;
+            return Next::Continue;
         }
-        if session.target == Target::Fault(Fault::Freeze)
-            && session.video_sent >= FREEZE_AFTER_FRAMES
-        {
-            session.report_if_due(&mut self.out);
-            return;
+        if session.video_sent >= FREEZE_AFTER_FRAMES {
+            match session.target {
+                Target::Fault(Fault::Freeze) => {
+                    session.report_if_due(&mut self.out);
+                    return Next::Continue;
+                }
+                Target::Fault(Fault::Cut) => {
+                    tracing::info!(session = %session.id, "test camera: closing the connection of a playing session");
+                    return Next::Close;
+                }
+                _ => {}
+            }
         }
         let clip = &session.stream.clip;
         match tick.track {
             Track::Video => {
                 let Some(rtp) = session.video.as_mut() else {
-                    return;
+                    return Next::Continue;
                 };
                 if session.target == Target::Fault(Fault::NoKeyframe) {
                     if tick.keyframe {
-                        return;
+                        return Next::Continue;
                     }
                 } else if !session.synced && !tick.keyframe {
-                    return;
+                    return Next::Continue;
                 }
                 session.synced = true;
                 session.video_sent += 1;
@@ -510,15 +547,16 @@ impl Connection {
             }
             Track::Audio => {
                 let (Some(rtp), Some(audio)) = (session.audio.as_mut(), clip.audio.as_ref()) else {
-                    return;
+                    return Next::Continue;
                 };
                 if !session.synced {
-                    return;
+                    return Next::Continue;
                 }
                 rtp.aac(&mut self.out, &audio.frames[tick.index], tick.rtp_ts);
             }
         }
         session.report_if_due(&mut self.out);
+        Next::Continue
     }
 
     fn lagged(&mut self) {
@@ -579,7 +617,7 @@ pub(super) async fn serve(
                 }
             }
             tick = next_tick(&mut conn.session) => match tick {
-                Ok(t) => conn.media(t),
+                Ok(t) => close = matches!(conn.media(t), Next::Close),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::info!(?peer, skipped = n, "test camera: slow client, resyncing at next keyframe");
                     conn.lagged();

@@ -308,7 +308,8 @@ pub async fn run(
     let mut backoff = Backoff::new(cfg.max_backoff);
     while !*shutdown.borrow() {
         // A camera that still holds our previous session may refuse a new one; wait (bounded)
-        // for retina's TEARDOWN of stale sessions first.
+        // for retina's TEARDOWN of stale sessions first (it retries while the camera is
+        // unreachable, so after an outage this returns about when the camera is back).
         let stale = group.stale_sessions();
         if stale.num_sessions > 0 {
             let _ = tokio::time::timeout(cfg.max_backoff, group.await_stale_sessions(&stale)).await;
@@ -378,7 +379,12 @@ async fn session(
     let options = SessionOptions::default()
         .creds(creds)
         .session_group(group.clone())
-        .teardown(TeardownPolicy::Auto)
+        // Auto gives up after one TEARDOWN on the session's own connection, which is gone when
+        // the camera cut it; a camera that keeps the session then refuses the next one until it
+        // times it out (a minute, typically). Always retries from fresh connections, and the
+        // run loop waits for that before reconnecting. A camera that ended the session with its
+        // connection answers 454, which counts as done.
+        .teardown(TeardownPolicy::Always)
         .user_agent(format!("mediagraph/{}", env!("CARGO_PKG_VERSION")));
     let timeout = cfg.connect_timeout;
     let describe = tokio::time::timeout(
