@@ -607,8 +607,9 @@ fn a_camera_that_stops_sending_is_detected_as_stalled_and_retried() {
     );
 }
 
-/// A camera that falls silent on an open connection: every frame it sent before is recorded.
-/// The recorder lets the kernel hold back a quarter second of data between reads (read
+/// A camera whose video stops on an open connection while its RTCP reports go on: the session
+/// ends as stalled (RTCP does not feed the stall watchdog), and every frame it sent before is
+/// recorded. The recorder lets the kernel hold back a quarter second of data between reads (read
 /// batching); going quiet must hand that data over before the stall ends the run. Without
 /// that, the frames sent after the last read are lost; how many depends on where that read
 /// fell, and in trials it was 0–2 frames, so this test caught it in about half the runs.
@@ -617,7 +618,7 @@ fn a_camera_that_freezes_loses_none_of_the_frames_it_sent() {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let _camera = camera(port, &[]);
-    // 200 video frames (8 s), then silence with the connection open.
+    // 200 video frames (8 s), then only RTCP sender reports with the connection open.
     let url = format!("rtsp://127.0.0.1:{port}/fault/freeze");
     let topology = write_topology(tmp.path(), &url, 64, "PT30S");
     let data = tmp.path().join("data");
@@ -710,6 +711,7 @@ fn a_stale_session_is_torn_down_so_the_reconnect_is_not_refused() {
         .into_iter()
         .filter(|g| g["cause"] == "CameraOffline")
         .collect();
+    assert_eq!(offline.len(), 1, "one CameraOffline gap: {:?}", gaps(&dir));
     let secs = (offline[0]["end"].as_i64().unwrap() - offline[0]["start"].as_i64().unwrap()) as f64
         / TICKS as f64;
     // Reconnect backoff (about 1 s) plus the wait for a keyframe; a refused reconnect would

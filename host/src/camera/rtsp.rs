@@ -49,7 +49,7 @@ enum Fault {
     Cut,
 }
 
-/// Video frames `/fault/freeze` sends before its media stops: 8 s at 25 fps.
+/// Video frames `/fault/freeze` and `/fault/cut` send before their media stops: 8 s at 25 fps.
 pub const FREEZE_AFTER_FRAMES: u32 = 200;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
