@@ -370,15 +370,14 @@ impl Connection {
             "TEARDOWN" => {
                 // A stale session's slot is freed from any connection; its own connection's
                 // session ends too.
-                let slot = self
-                    .shared
-                    .slots
-                    .as_ref()
-                    .zip(req.session_id())
-                    .is_some_and(|(slots, id)| slots.release(id));
+                let id = req.session_id();
+                let slot = match (&self.shared.slots, id) {
+                    (Some(slots), Some(id)) => slots.release(id),
+                    _ => false,
+                };
                 let own = self.session_matches(req) && self.session.take().is_some();
                 if slot || own {
-                    let id = req.session_id().unwrap_or_default();
+                    let id = id.unwrap_or_default();
                     tracing::info!(session = %id, uri = %req.uri, "test camera: session torn down");
                 }
                 Response::ok()
@@ -511,18 +510,17 @@ impl Connection {
             self.out.extend_from_slice(&junk);
             return Next::Continue;
         }
-        if session.video_sent >= FREEZE_AFTER_FRAMES {
-            match session.target {
-                Target::Fault(Fault::Freeze) => {
-                    session.report_if_due(&mut self.out);
-                    return Next::Continue;
-                }
-                Target::Fault(Fault::Cut) => {
-                    tracing::info!(session = %session.id, "test camera: closing the connection of a playing session");
-                    return Next::Close;
-                }
-                _ => {}
+        let done = session.video_sent >= FREEZE_AFTER_FRAMES;
+        match session.target {
+            Target::Fault(Fault::Freeze) if done => {
+                session.report_if_due(&mut self.out);
+                return Next::Continue;
             }
+            Target::Fault(Fault::Cut) if done => {
+                tracing::info!(session = %session.id, "test camera: closing the connection of a playing session");
+                return Next::Close;
+            }
+            _ => {}
         }
         let clip = &session.stream.clip;
         match tick.track {
