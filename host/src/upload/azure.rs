@@ -44,6 +44,9 @@ pub struct AzureBlobStore {
 
 impl AzureBlobStore {
     pub fn new(spec: AzureSpec, policy: TransferPolicy) -> Result<Self, UploadError> {
+        // reqwest is built without a TLS crypto provider of its own (host/Cargo.toml says why);
+        // the first store installs ring's as the process default, later calls find it there.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(policy.connect_timeout)
             .timeout(policy.request_timeout)
