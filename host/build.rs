@@ -73,7 +73,14 @@ fn main() {
     }
 }
 
-/// Fails with the fix when the wasm32-wasip2 standard library is not installed.
+/// Makes sure the wasm32-wasip2 standard library is installed, so that the README's first
+/// command works on a machine that has only rustup and cargo: when it is missing, adds it with
+/// `rustup target add` for the toolchain running this build (rustup names a toolchain after
+/// its sysroot directory) and says so; without rustup, fails with the command to run.
+///
+/// A `rust-toolchain.toml` listing the target is not used instead: rustup installs listed
+/// targets only where it may auto-install (not under RUSTUP_AUTO_INSTALL=0, as on our CI
+/// machines), and a pinned channel that is not installed breaks the build there.
 fn require_target() {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let sysroot = Command::new(rustc)
@@ -82,14 +89,31 @@ fn require_target() {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if let Some(sysroot) = sysroot
-        && !sysroot.join("lib/rustlib").join(TARGET).exists()
-    {
-        panic!(
-            "the Rust target {TARGET} is not installed, but the default plugins are built for it.\n\
-             Fix: rustup target add {TARGET}"
-        );
+    let Some(sysroot) = sysroot else { return };
+    if sysroot.join("lib/rustlib").join(TARGET).exists() {
+        return;
     }
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", TARGET]);
+    if let Some(toolchain) = sysroot.file_name() {
+        add.arg("--toolchain").arg(toolchain);
+    }
+    let added = add
+        .stdout(std::io::stderr())
+        .status()
+        .is_ok_and(|s| s.success());
+    if added && sysroot.join("lib/rustlib").join(TARGET).exists() {
+        println!(
+            "cargo:warning=installed the Rust target {TARGET} (rustup target add {TARGET}): \
+             the default plugins are built for it"
+        );
+        return;
+    }
+    panic!(
+        "the Rust target {TARGET} is not installed, but the default plugins are built for it, \
+         and `rustup target add {TARGET}` did not install it.\n\
+         Fix: rustup target add {TARGET}"
+    );
 }
 
 /// Asks cargo to rerun this script when anything under `dir` changes, skipping build output
