@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::sync::LockExt;
 use crate::time::Ticks90k;
 
 /// How many recent events the bus keeps for the API.
@@ -58,7 +59,7 @@ impl EventBus {
     pub fn emit(&self, event: Event) {
         let line = serde_json::to_string(&event).unwrap_or_default();
         tracing::info!(target: "event", "{line}");
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = self.recent.lock_unpoisoned();
         if recent.len() == RETAINED_EVENTS {
             recent.pop_front();
         }
@@ -67,7 +68,7 @@ impl EventBus {
 
     /// The retained events, oldest first.
     pub fn recent(&self) -> Vec<Event> {
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = self.recent.lock_unpoisoned();
         recent.iter().cloned().collect()
     }
 }

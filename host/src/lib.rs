@@ -8,6 +8,7 @@ pub mod playback;
 pub mod plugin;
 pub mod record;
 pub mod source;
+pub mod sync;
 pub mod time;
 pub mod topology;
 pub mod upload;

@@ -31,6 +31,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, OpenOptions};
 use serde::{Deserialize, Serialize};
 
+use crate::sync::LockExt;
 use crate::time::Ticks90k;
 
 /// Monotonically increasing per cache.
@@ -369,7 +370,7 @@ impl Cache {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     pub fn limit_bytes(&self) -> u64 {

@@ -14,6 +14,7 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::Fault;
+use crate::sync::LockExt;
 
 /// Memory one plugin instance may use (linear memories and tables together stay far below).
 pub(crate) const MEMORY_CAP: usize = 64 << 20;
@@ -118,12 +119,7 @@ impl Runtime {
     ) -> Result<Component, String> {
         let hash: [u8; 32] = Sha256::digest(wasm).into();
         let artifact = cache_dir.map(|dir| dir.join(self.artifact_name(&hash)));
-        let in_memory = self
-            .compiled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&hash)
-            .cloned();
+        let in_memory = self.compiled.lock_unpoisoned().get(&hash).cloned();
         if let Some(c) = in_memory {
             if let Some(path) = artifact.as_deref().filter(|p| !p.exists()) {
                 keep_artifact(&c, path);
@@ -141,8 +137,7 @@ impl Runtime {
             }
         };
         self.compiled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_unpoisoned()
             .insert(hash, component.clone());
         Ok(component)
     }

@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::{AzureCredential, AzureSpec, TransferPolicy};
 use super::{AssetStore, AzureFailure, SegmentUpload, StoredBlob, UploadError, hex, sas};
+use crate::sync::LockExt;
 
 pub struct AzureBlobStore {
     spec: AzureSpec,
@@ -68,7 +69,7 @@ impl AzureBlobStore {
     }
 
     fn container(&self) -> Result<Arc<BlobContainerClient>, UploadError> {
-        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.client.lock_unpoisoned();
         let resign = matches!(self.spec.credential, AzureCredential::AccountKey(_))
             && guard.0.elapsed() > self.policy.sas_lifetime / 2;
         if resign {

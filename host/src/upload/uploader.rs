@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use super::{AssetStore, SegmentFacts, SegmentUpload, UploadError};
 use crate::cache::{Cache, SegmentMeta};
 use crate::events::{Event, EventBus};
+use crate::sync::LockExt;
 use crate::time::Ticks90k;
 
 const OPERATIONAL: &str = "Microsoft.Media.Graph.Operational";
@@ -173,10 +174,7 @@ impl Uploader {
     }
 
     pub fn status(&self) -> UploaderStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.status.lock_unpoisoned().clone()
     }
 
     /// Flushes the backlog (bounded by the policy's flush timeout). Call after the recorder
@@ -186,11 +184,7 @@ impl Uploader {
         match self.task.await {
             Ok(report) => report,
             Err(e) => {
-                let mut status = self
-                    .status
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                let mut status = self.status.lock_unpoisoned().clone();
                 status.last_error = Some(format!("uploader task failed: {e}"));
                 StopReport {
                     status,
@@ -366,7 +360,7 @@ impl Worker {
             "segment uploaded and verified"
         );
         {
-            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            let mut status = self.status.lock_unpoisoned();
             status.uploaded_segments += 1;
             status.uploaded_bytes += blob.bytes;
             status.uploaded.push(blob.name);
@@ -391,24 +385,18 @@ impl Worker {
     /// Reads the pending list and publishes the backlog.
     fn pending(&mut self) -> Vec<SegmentMeta> {
         let pending = self.cache.sealed_pending();
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .backlog = Backlog::of(&pending);
+        self.status.lock_unpoisoned().backlog = Backlog::of(&pending);
         pending
     }
 
     fn status_snapshot(&self) -> UploaderStatus {
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.status.lock_unpoisoned().clone()
     }
 
     fn report_failure(&self, segment: Option<&SegmentMeta>, e: &UploadError, failures: u32) {
         tracing::warn!(target: "upload", subject = %self.target.subject, error = %e, failures, "upload failed");
         {
-            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            let mut status = self.status.lock_unpoisoned();
             status.consecutive_failures = failures;
             status.last_error = Some(e.to_string());
         }
