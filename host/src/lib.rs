@@ -7,6 +7,7 @@ pub mod graph;
 pub mod playback;
 pub mod plugin;
 pub mod record;
+pub mod retry;
 pub mod source;
 pub mod sync;
 pub mod time;

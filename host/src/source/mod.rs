@@ -35,6 +35,7 @@ use tokio::time::{Instant, Sleep};
 use url::Url;
 
 use crate::events::{Event, EventBus};
+use crate::retry::Backoff;
 use crate::time::{TICKS_PER_SECOND, Ticks90k};
 use batching::ReadBatching;
 use clock::WallClockMap;
@@ -265,37 +266,6 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_owned()
 }
 
-/// Exponential backoff with ±25 % jitter, capped.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-    cap: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(500);
-
-    pub fn new(cap: Duration) -> Self {
-        Self {
-            next: Self::FIRST,
-            cap,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    /// The delay before the next attempt; doubles the one after.
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.next.min(self.cap);
-        self.next = (self.next * 2).min(self.cap);
-        // Jitter keeps many cameras behind one switch from reconnecting in lock step.
-        let factor = rand::random_range(0.75..=1.25);
-        base.mul_f64(factor).min(self.cap)
-    }
-}
-
 /// Runs the camera's sessions until `shutdown` turns true; never returns early on camera
 /// errors. Each played session is a run bracketed by `RunStarted`/`RunEnded` on `handoff`.
 pub async fn run(
@@ -305,7 +275,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let group = Arc::new(SessionGroup::default().named(cfg.subject.clone()));
-    let mut backoff = Backoff::new(cfg.max_backoff);
+    // The first retry after half a second; ±25 % jitter.
+    let mut backoff = Backoff::new(Duration::from_millis(500), cfg.max_backoff, 0.75..=1.25);
     while !*shutdown.borrow() {
         // A camera that still holds our previous session may refuse a new one; wait (bounded)
         // for retina's TEARDOWN of stale sessions first (it retries while the camera is
@@ -850,25 +821,6 @@ pub fn redacted(url: &Url) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_with_jitter_and_resets() {
-        let cap = Duration::from_secs(30);
-        let mut b = Backoff::new(cap);
-        let first = b.next_delay();
-        assert!(first >= Duration::from_millis(375) && first <= Duration::from_millis(625));
-        let mut last = first;
-        for _ in 0..20 {
-            last = b.next_delay();
-            assert!(last <= cap);
-        }
-        assert!(
-            last >= Duration::from_millis(22_500),
-            "capped delay with jitter: {last:?}"
-        );
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(625));
-    }
 
     #[test]
     fn status_401_is_an_authentication_error_with_the_code() {

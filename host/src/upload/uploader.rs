@@ -12,7 +12,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::Rng as _;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,6 +19,7 @@ use tokio::task::JoinHandle;
 use super::{AssetStore, SegmentFacts, SegmentUpload, UploadError};
 use crate::cache::{Cache, SegmentMeta};
 use crate::events::{Event, EventBus};
+use crate::retry::Backoff;
 use crate::sync::LockExt;
 use crate::time::Ticks90k;
 
@@ -421,14 +421,15 @@ impl Worker {
         ));
     }
 
-    /// Exponential backoff with jitter in [½·d, d], so many sinks recovering together spread out.
+    /// The pause after `failures` consecutive failures: jitter in [½·d, d], so many sinks
+    /// recovering together spread out.
     fn backoff(&self, failures: u32) -> Duration {
-        let exp = self
-            .policy
-            .backoff_initial
-            .saturating_mul(1 << failures.saturating_sub(1).min(16));
-        let d = exp.min(self.policy.backoff_max);
-        d.mul_f64(rand::rng().random_range(0.5..=1.0))
+        Backoff::new(
+            self.policy.backoff_initial,
+            self.policy.backoff_max,
+            0.5..=1.0,
+        )
+        .delay(failures)
     }
 
     /// Sleeps, waking early when stop is requested.
