@@ -12,7 +12,11 @@ use super::types::{Budget, CacheEntry};
 use super::{Fault, PluginError, PluginInfo, Reporter};
 
 mod bindings {
-    wasmtime::component::bindgen!({ path: "../wit", world: "evictor-plugin" });
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "evictor-plugin",
+        with: { "mediagraph:plugin/types": super::super::wit::types },
+    });
 }
 
 use bindings::exports::mediagraph::plugin::evictor as wit;

@@ -12,15 +12,19 @@ use std::sync::Arc;
 use wasmtime::Store;
 
 use super::runtime::{self, Compiled, Ctx};
-use super::types::{Codec, FormatInfo, MediaKind, PayloadRange, Piece, Sample, Track};
+use super::types::{FormatInfo, PayloadRange, Piece, Sample, Track};
 use super::{Fault, PluginError, PluginInfo, Reporter};
 
 mod bindings {
-    wasmtime::component::bindgen!({ path: "../wit", world: "formatter-plugin" });
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "formatter-plugin",
+        with: { "mediagraph:plugin/types": super::super::wit::types },
+    });
 }
 
+use super::wit::types as wit_types;
 use bindings::exports::mediagraph::plugin::formatter as wit;
-use bindings::mediagraph::plugin::types as wit_types;
 
 /// Inline bytes an `init` plan may carry (a moov with codec configs is a few KiB).
 const MAX_INIT_BYTES: usize = 1 << 20;
@@ -165,7 +169,7 @@ impl Formatter {
     }
 
     fn try_init(&mut self, tracks: &[Track]) -> Result<Vec<Piece>, Fault> {
-        let wit_tracks: Vec<wit_types::Track> = tracks.iter().map(to_wit_track).collect();
+        let wit_tracks: Vec<wit_types::Track> = tracks.iter().map(wit_types::Track::from).collect();
         let result = self.live().and_then(|live| {
             runtime::arm(&mut live.store);
             live.bindings
@@ -356,25 +360,4 @@ fn verify(
         )));
     }
     Ok(pieces)
-}
-
-fn to_wit_track(t: &Track) -> wit_types::Track {
-    wit_types::Track {
-        id: t.id,
-        kind: match t.kind {
-            MediaKind::Video => wit_types::MediaKind::Video,
-            MediaKind::Audio => wit_types::MediaKind::Audio,
-        },
-        codec: match t.codec {
-            Codec::H264 => wit_types::Codec::H264,
-            Codec::H265 => wit_types::Codec::H265,
-            Codec::Aac => wit_types::Codec::Aac,
-        },
-        timescale: t.timescale,
-        width: t.width,
-        height: t.height,
-        sample_rate: t.sample_rate,
-        channels: t.channels,
-        decoder_config: t.decoder_config.clone(),
-    }
 }

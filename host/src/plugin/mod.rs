@@ -16,6 +16,7 @@ mod registry;
 mod runtime;
 mod segmenter;
 pub mod types;
+mod wit;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -12,14 +12,18 @@ use wasmtime::Store;
 
 use super::runtime::{self, Compiled, Ctx};
 use super::types::{Decision, FrameInfo, MediaKind, SegmenterConfig};
+use super::wit::types as wit_types;
 use super::{Fault, PluginError, PluginInfo, Reporter};
 
 mod bindings {
-    wasmtime::component::bindgen!({ path: "../wit", world: "segmenter-plugin" });
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "segmenter-plugin",
+        with: { "mediagraph:plugin/types": super::super::wit::types },
+    });
 }
 
 use bindings::exports::mediagraph::plugin::segmenter as wit;
-use bindings::mediagraph::plugin::types as wit_types;
 
 const RECOVERY: &str = "instance dropped; the built-in GOP rule cuts until the next segment, where a fresh instance takes over";
 
@@ -157,17 +161,7 @@ impl Segmenter {
 
 fn call(live: &mut Live, f: &FrameInfo) -> Result<Decision, Fault> {
     runtime::arm(&mut live.store);
-    let frame = wit_types::FrameInfo {
-        track: f.track,
-        kind: match f.kind {
-            MediaKind::Video => wit_types::MediaKind::Video,
-            MediaKind::Audio => wit_types::MediaKind::Audio,
-        },
-        dts: f.dts.0,
-        duration: f.duration,
-        keyframe: f.keyframe,
-        size: f.size,
-    };
+    let frame = wit_types::FrameInfo::from(f);
     let d = live
         .bindings
         .mediagraph_plugin_segmenter()

@@ -1,5 +1,5 @@
 //! Host-side mirrors of the types in `wit/plugin.wit`. The rest of the host speaks these; only
-//! the plugin room converts them to and from the per-world generated bindings.
+//! `plugin::wit` converts them to and from the generated bindings.
 
 use crate::time::Ticks90k;
 
