@@ -92,12 +92,14 @@ async fn blocks_metadata_listing_verification_and_idempotent_reupload() {
         .await
         .expect("re-upload");
     assert_eq!(again.name, stored.name);
-    // Different content under the same name overwrites (If-Match on the previous ETag).
+    // Different content under the same name is another writer's blob: refused, kept
+    // (upload_two_writers.rs covers it in full).
     let changed = pattern(200 * 1024, 9);
-    store
+    let err = store
         .put_segment(upload(cache.path(), 3, &changed))
         .await
-        .expect("overwrite");
+        .unwrap_err();
+    assert_eq!(err.code(), "ConditionNotMet", "{err}");
 
     let listed = store.list_asset("cam-1").await.expect("list");
     let names: Vec<_> = listed.iter().map(|b| b.name.as_str()).collect();
@@ -121,9 +123,9 @@ async fn blocks_metadata_listing_verification_and_idempotent_reupload() {
             Ticks90k::from_secs(1_800_000_090)
         ))
     );
-    assert_eq!(listed[2].metadata["sha256"], sha_hex(&changed));
+    assert_eq!(listed[2].metadata["sha256"], sha_hex(b"third"));
     assert_eq!(store.read_blob(&listed[1].name).await.unwrap(), big);
-    assert_eq!(store.read_blob(&listed[2].name).await.unwrap(), changed);
+    assert_eq!(store.read_blob(&listed[2].name).await.unwrap(), b"third");
     assert!(store.list_asset("cam-2").await.unwrap().is_empty());
 }
 

@@ -5,9 +5,13 @@
 //! corrupted block), then the block list is committed together with the metadata. Until the
 //! commit the blob does not exist for readers, so an interrupted upload is never visible as a
 //! complete blob; re-staging under the same block ids and committing again replaces the
-//! leftovers. The commit is conditional (`If-None-Match: *` for a new blob, `If-Match: <etag>`
-//! when overwriting an earlier attempt) so two writers on one asset fail loudly instead of
-//! silently replacing each other. Properties are read back to verify length, MD5 and SHA-256.
+//! leftovers. A blob already under the name is replaced only when its metadata says it is this
+//! very segment (asset, run, sequence, span and SHA-256: an earlier attempt that committed but
+//! was not marked uploaded); anything else is a `Conflict` (`ConditionNotMet`) and the segment
+//! stays cached. The commit is conditional on what was checked (`If-None-Match: *` for a new
+//! blob, `If-Match: <etag>` for the earlier attempt), so two writers on one asset fail loudly
+//! instead of silently replacing each other. Properties are read back to verify length, MD5
+//! and SHA-256.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -260,7 +264,18 @@ impl AssetStore for AzureBlobStore {
         let name = segment.facts.blob_name();
         let container = self.container()?;
         let previous = self.properties(&container, &name).await?;
+        // Someone else's blob under this name: refused before sending a byte.
+        if let Some(why) = previous
+            .as_ref()
+            .and_then(|p| segment.facts.differs_from(&p.metadata, None))
+        {
+            return Err(UploadError::Conflict { blob: name, why });
+        }
         let blob = container.blob_client(&name).block_blob_client();
+        // Block ids unique to this attempt: blocks another writer stages under the same blob
+        // name (uncommitted, invisible) can never end up in this attempt's block list. Eight
+        // hex digits of nonce plus eight of index keep the 16 characters every attempt uses.
+        let nonce: u32 = rand::random();
 
         let read_err = |source| UploadError::ReadSegment {
             segment: name.clone(),
@@ -281,7 +296,7 @@ impl AssetStore for AzureBlobStore {
                 break;
             };
             // Fixed-width ids: the service requires equal lengths within one blob.
-            let id = format!("{:016}", block_ids.len()).into_bytes();
+            let id = format!("{nonce:08x}{:08}", block_ids.len()).into_bytes();
             let len = block.len() as u64;
             let options = BlockBlobClientStageBlockOptions {
                 transactional_content_md5: Some(block_md5),
@@ -308,6 +323,14 @@ impl AssetStore for AzureBlobStore {
         let sha = hex(&sha);
         let metadata: HashMap<String, String> =
             segment.facts.metadata(Some(&sha)).into_iter().collect();
+        if let Some(why) = previous
+            .as_ref()
+            .and_then(|p| segment.facts.differs_from(&p.metadata, Some(&sha)))
+        {
+            return Err(UploadError::Conflict { blob: name, why });
+        }
+        // The commit is conditional on what was checked: a new blob only if the name is still
+        // free, the earlier attempt only if it is unchanged since it was read.
         let (if_match, if_none_match) = match previous.as_ref().and_then(|p| p.metadata.get("etag"))
         {
             Some(etag) => (Some(Etag::from(etag.as_str())), None),

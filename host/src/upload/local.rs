@@ -1,11 +1,14 @@
 //! The local-directory asset store (`file:///dir`), the default when nothing else is configured.
 //!
-//! Layout: `<root>/<asset>/<blob file>` plus `<blob file>.json` holding the metadata. A blob is
-//! written as `<blob file>.partial`, fsynced, then renamed into place after its metadata, so a
-//! crash leaves either the previous complete blob or a `.partial` that listings ignore and the
-//! next attempt overwrites. On the cache's filesystem the partial is a hard link to the sealed
-//! (immutable, already fsynced) cache file rather than a copy, so storing a segment reads none
-//! of its bytes.
+//! Layout: `<root>/<asset>/<blob file>` plus `<blob file>.json` holding the metadata. Both are
+//! put in place with `link(2)`, which never replaces an existing name: the metadata first (so a
+//! blob is never visible without it), then the blob. On the cache's filesystem the blob is a
+//! hard link to the sealed (immutable, already fsynced) cache file rather than a copy, so
+//! storing a segment reads none of its bytes; elsewhere a synced copy under a unique
+//! `*.partial` name is linked. A name that is already taken is kept when it holds this very
+//! segment (same metadata and bytes: a re-upload after a crash) and otherwise refused as a
+//! `Conflict`, so a second writer on the same asset name never replaces the first one's blob.
+//! A crash leaves at most a `*.partial` file, which listings ignore.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -53,46 +56,70 @@ impl LocalStore {
         let final_path = self.root.join(&name);
         let dir = final_path.parent().unwrap_or(&self.root).to_owned();
         fs::create_dir_all(&dir).map_err(self.err(&dir))?;
-        let partial = path_with_suffix(&final_path, PARTIAL);
-
-        // A stale partial from an interrupted attempt would make the link fail.
-        match fs::remove_file(&partial) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(self.err(&partial)(e));
-            }
-            _ => {}
-        }
-        let linked = link_to(&segment.file, &partial).is_ok();
-        if !linked {
-            let mut out = fs::File::create(&partial).map_err(self.err(&partial))?;
-            std::io::copy(&mut &segment.file, &mut out).map_err(|source| {
-                UploadError::ReadSegment {
-                    segment: name.clone(),
-                    source,
-                }
-            })?;
-            out.sync_all().map_err(self.err(&partial))?;
-        }
-        let stored_bytes = fs::metadata(&partial).map_err(self.err(&partial))?.len();
-        if stored_bytes != segment.bytes {
+        let actual = segment
+            .file
+            .metadata()
+            .map_err(|source| UploadError::ReadSegment {
+                segment: name.clone(),
+                source,
+            })?
+            .len();
+        if actual != segment.bytes {
             return Err(UploadError::SegmentSize {
                 segment: name,
                 expected: segment.bytes,
-                actual: stored_bytes,
+                actual,
             });
         }
+        if final_path.exists() {
+            // A re-upload after a crash, or another writer's blob: only the first is replaced.
+            return self.keep_existing(&name, &segment);
+        }
 
-        // No content digest here: the blob is the sealed inode itself, or a copy made from the
-        // page cache on this machine, so re-reading either would only hash the same memory. The
-        // cost showed: hashing every segment was 15 % of recording CPU.
+        // Metadata first: a blob file is never visible without the metadata describing it. It
+        // is linked into place, never renamed over, so another writer's metadata is not
+        // replaced either; ours from an interrupted attempt is.
         let metadata = segment.facts.metadata(None);
         let meta_path = path_with_suffix(&final_path, META);
-        let meta_tmp = path_with_suffix(&meta_path, PARTIAL);
+        let meta_tmp = unique_partial(&meta_path);
         let json = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
         write_synced(&meta_tmp, &json).map_err(self.err(&meta_tmp))?;
-        // Metadata first: a blob file is never visible without the metadata describing it.
-        fs::rename(&meta_tmp, &meta_path).map_err(self.err(&meta_path))?;
-        fs::rename(&partial, &final_path).map_err(self.err(&final_path))?;
+        let linked = link_new(&meta_tmp, &meta_path);
+        let placed = match linked {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                match self.read_metadata(&meta_path) {
+                    Ok(theirs) => match segment.facts.differs_from(&theirs, None) {
+                        Some(why) => Err(UploadError::Conflict {
+                            blob: name.clone(),
+                            why,
+                        }),
+                        None => fs::rename(&meta_tmp, &meta_path).map_err(self.err(&meta_path)),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(self.err(&meta_path)(e)),
+        };
+        let _ = fs::remove_file(&meta_tmp);
+        placed?;
+
+        // On the cache's filesystem the sealed file itself is linked into place; elsewhere a
+        // synced copy is. Either way the link refuses an existing name.
+        let linked = match link_to(&segment.file, &final_path) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::EXIST => {
+                Err(std::io::ErrorKind::AlreadyExists.into())
+            }
+            Err(_) => self.copy_into_place(&segment, &final_path),
+        };
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return self.keep_existing(&name, &segment);
+            }
+            Err(e) => return Err(self.err(&final_path)(e)),
+        }
         fs::File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(self.err(&dir))?;
@@ -102,16 +129,63 @@ impl LocalStore {
         Ok(stored)
     }
 
+    /// Writes a synced copy of the segment next to `final_path`, then links it there.
+    fn copy_into_place(&self, segment: &SegmentUpload, final_path: &Path) -> std::io::Result<()> {
+        let partial = unique_partial(final_path);
+        let result = (|| {
+            let mut out = fs::File::create_new(&partial)?;
+            std::io::copy(&mut &segment.file, &mut out)?;
+            out.sync_all()?;
+            link_new(&partial, final_path)
+        })();
+        let _ = fs::remove_file(&partial);
+        result
+    }
+
+    /// The blob already stored under the segment's name, if it is this segment (same
+    /// metadata and the same bytes); otherwise a `Conflict`, and the blob is left alone.
+    fn keep_existing(
+        &self,
+        name: &str,
+        segment: &SegmentUpload,
+    ) -> Result<StoredBlob, UploadError> {
+        let conflict = |why: String| UploadError::Conflict {
+            blob: name.to_owned(),
+            why,
+        };
+        let path = self.root.join(name);
+        let theirs = match self.read_metadata(&path_with_suffix(&path, META)) {
+            Ok(m) => m,
+            Err(_) => return Err(conflict("it has no readable metadata".into())),
+        };
+        if let Some(why) = segment.facts.differs_from(&theirs, None) {
+            return Err(conflict(why));
+        }
+        let same =
+            same_content(&segment.file, &path).map_err(|source| UploadError::ReadSegment {
+                segment: name.to_owned(),
+                source,
+            })?;
+        if !same {
+            return Err(conflict("its content differs".into()));
+        }
+        let stored = self.read_blob(name)?;
+        verify(&stored, None, segment.bytes)?;
+        Ok(stored)
+    }
+
+    fn read_metadata(&self, meta_path: &Path) -> Result<BTreeMap<String, String>, UploadError> {
+        let text = fs::read(meta_path).map_err(self.err(meta_path))?;
+        serde_json::from_slice(&text).map_err(|e| UploadError::Local {
+            path: meta_path.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })
+    }
+
     fn read_blob(&self, name: &str) -> Result<StoredBlob, UploadError> {
         let path = self.root.join(name);
         let bytes = fs::metadata(&path).map_err(self.err(&path))?.len();
-        let meta_path = path_with_suffix(&path, META);
-        let text = fs::read(&meta_path).map_err(self.err(&meta_path))?;
-        let metadata: BTreeMap<String, String> =
-            serde_json::from_slice(&text).map_err(|e| UploadError::Local {
-                path: meta_path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            })?;
+        let metadata = self.read_metadata(&path_with_suffix(&path, META))?;
         Ok(StoredBlob {
             name: name.to_owned(),
             bytes,
@@ -206,6 +280,45 @@ fn link_to(file: &fs::File, to: &Path) -> rustix::io::Result<()> {
         to,
         rustix::fs::AtFlags::SYMLINK_FOLLOW,
     )
+}
+
+/// Links `from` at `to`, failing with `AlreadyExists` instead of replacing what is there.
+fn link_new(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::hard_link(from, to)
+}
+
+/// A temporary name beside `path` that no other writer uses; listings skip it.
+fn unique_partial(path: &Path) -> PathBuf {
+    let tag: u64 = rand::random();
+    path_with_suffix(path, &format!(".{tag:016x}{PARTIAL}"))
+}
+
+/// Whether the open segment and the file at `path` hold the same bytes (the same inode when
+/// the blob was linked from the cache, so the comparison reads nothing then).
+fn same_content(file: &fs::File, path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek};
+    use std::os::unix::fs::MetadataExt;
+    let (ours, theirs) = (file.metadata()?, fs::metadata(path)?);
+    if ours.dev() == theirs.dev() && ours.ino() == theirs.ino() {
+        return Ok(true);
+    }
+    if ours.len() != theirs.len() {
+        return Ok(false);
+    }
+    let mut a = file.try_clone()?;
+    a.seek(std::io::SeekFrom::Start(0))?;
+    let mut b = fs::File::open(path)?;
+    let (mut x, mut y) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    loop {
+        let n = a.read(&mut x)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        b.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -307,6 +420,71 @@ mod tests {
         assert_eq!(listed[1].metadata["sequence"], "2");
         assert_eq!(fs::read(root.path().join(&first.name)).unwrap(), body);
         assert!(store.list_asset("other").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_on_the_same_asset_name_fails_and_leaves_the_first_blob() {
+        let (first_cache, second_cache) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(root.path().to_owned());
+        store.prepare().await.unwrap();
+        let ours = store
+            .put_segment(segment(first_cache.path(), 1, b"first writer"))
+            .await
+            .unwrap();
+        let path = root.path().join(&ours.name);
+
+        // Same asset, run, sequence and second, other bytes: another process on this asset.
+        let err = store
+            .put_segment(segment(second_cache.path(), 1, b"second writer"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "ConditionNotMet", "{err}");
+        assert!(err.to_string().contains("its content differs"), "{err}");
+        // Other metadata under the name (another span): refused on the metadata alone.
+        let mut other = segment(second_cache.path(), 1, b"first writer");
+        other.facts.end = other.facts.end + 90_000;
+        let err = store.put_segment(other).await.unwrap_err();
+        assert_eq!(err.code(), "ConditionNotMet", "{err}");
+        assert!(err.to_string().contains("its end is"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"first writer");
+        assert_eq!(
+            store.list_asset("asset-1").await.unwrap(),
+            vec![ours.clone()]
+        );
+
+        // The same segment again (a crash before it was marked uploaded) is kept, not refused.
+        let again = store
+            .put_segment(segment(first_cache.path(), 1, b"first writer"))
+            .await
+            .unwrap();
+        assert_eq!(again, ours);
+
+        // Metadata left by an interrupted attempt of this segment is taken over; another
+        // writer's (its blob still in flight) is not.
+        let second = segment(first_cache.path(), 2, b"two");
+        let meta = root
+            .path()
+            .join(format!("{}{META}", second.facts.blob_name()));
+        let mut foreign = second.facts.metadata(None);
+        foreign.insert("run".into(), "9".into());
+        fs::write(&meta, serde_json::to_vec(&foreign).unwrap()).unwrap();
+        let err = store.put_segment(second).await.unwrap_err();
+        assert_eq!(err.code(), "ConditionNotMet", "{err}");
+        let second = segment(first_cache.path(), 2, b"two");
+        fs::write(
+            &meta,
+            serde_json::to_vec(&second.facts.metadata(None)).unwrap(),
+        )
+        .unwrap();
+        store.put_segment(second).await.unwrap();
+        let names: Vec<String> = fs::read_dir(root.path().join("asset-1"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(PARTIAL))
+            .collect();
+        assert!(names.is_empty(), "leftovers: {names:?}");
     }
 
     #[tokio::test]

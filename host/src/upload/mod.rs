@@ -55,6 +55,9 @@ pub enum UploadError {
     },
     #[error("blob {blob} failed verification after upload: {what}")]
     Verify { blob: String, what: String },
+    /// The name is taken by a blob that is not this segment (another writer on the asset).
+    #[error("blob {blob} already exists and is not this segment ({why}); it was left as is")]
+    Conflict { blob: String, why: String },
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
 }
@@ -101,6 +104,7 @@ impl UploadError {
                 AzureFailure::Service => "StorageRequestFailed",
             },
             UploadError::Verify { .. } => "VerificationFailed",
+            UploadError::Conflict { .. } => "ConditionNotMet",
             UploadError::Cache(_) => "CacheIndex",
         }
     }
@@ -154,6 +158,32 @@ impl SegmentFacts {
             metadata.insert("sha256".to_owned(), sha.to_owned());
         }
         metadata
+    }
+
+    /// Why a blob already stored under this segment's name, with `metadata`, is another
+    /// segment: `None` when asset, run, sequence and span match (and the content hash, when
+    /// `sha256_hex` is given). Only then may an upload replace it: a
+    /// re-upload after a crash lands here, another writer on the same asset name does not.
+    pub fn differs_from(
+        &self,
+        metadata: &BTreeMap<String, String>,
+        sha256_hex: Option<&str>,
+    ) -> Option<String> {
+        let ours = self.metadata(sha256_hex);
+        let keys = ["asset", "run", "sequence", "start", "end", "sha256"];
+        keys.into_iter()
+            .filter(|k| *k != "sha256" || sha256_hex.is_some())
+            .find(|k| metadata.get(*k) != ours.get(*k))
+            .map(|k| match metadata.get(k) {
+                Some(theirs) if k == "sha256" => {
+                    format!(
+                        "its content differs: sha256 {theirs}, this segment's {}",
+                        ours[k]
+                    )
+                }
+                Some(theirs) => format!("its {k} is {theirs}, this segment's is {}", ours[k]),
+                None => format!("it has no {k} metadata"),
+            })
     }
 }
 
