@@ -255,7 +255,9 @@ fn selection_errors_name_the_plugin_and_the_problem() {
 
 #[test]
 fn a_plugin_directory_adds_plugins_with_manifests_and_reports_bad_ones() {
-    let dir = tempfile::tempdir().unwrap();
+    // The plugin directory inside a temporary one: the artifact key is made beside it.
+    let root = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir_in(root.path()).unwrap();
     let wasm = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()

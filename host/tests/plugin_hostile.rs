@@ -245,14 +245,44 @@ fn bad_evictor_answers_are_replaced_by_oldest_first() {
         assert_eq!(f.last().unwrap().body["fault"], fault, "mode {mode}: {f:?}");
         assert_eq!(f.len() as u64, mode, "one fault per bad call");
     }
-    // The replaced instance answers again (mode 0: everything, which frees enough).
-    let ok = Budget {
-        limit_bytes: 300,
+    // The replaced instance answers again (mode 0: everything, which is what must go when
+    // nothing may stay).
+    let all = Budget {
+        limit_bytes: 0,
         used_bytes: 500,
         incoming_bytes: 0,
     };
-    assert_eq!(e.choose(&entries(), ok), vec![10, 11, 12, 13, 14]);
+    assert_eq!(e.choose(&entries(), all), vec![10, 11, 12, 13, 14]);
     assert_eq!(faults(&events, "/t/evict").len(), 5);
+}
+
+#[test]
+fn an_evictor_that_frees_far_more_than_needed_is_a_fault() {
+    let (host, events) = host();
+    let mut e = host.evictor(Some("evict_hostile"), "/t/greedy").unwrap();
+    // Mode 0 answers every entry; 100 bytes must go, the answer frees all 500.
+    let budget = Budget {
+        limit_bytes: 400,
+        used_bytes: 500,
+        incoming_bytes: 0,
+    };
+    assert_eq!(e.choose(&entries(), budget), vec![14], "the oldest only");
+    let f = faults(&events, "/t/greedy");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].body["fault"], "invalidAnswer");
+    let detail = f[0].body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("frees 500 bytes where 100 must be freed"),
+        "{detail}"
+    );
+    // Nothing to free: evicting anything at all is a fault too.
+    let none = Budget {
+        limit_bytes: 10_000,
+        used_bytes: 500,
+        incoming_bytes: 0,
+    };
+    assert_eq!(e.choose(&entries(), none), Vec::<u64>::new());
+    assert_eq!(faults(&events, "/t/greedy").len(), 2);
 }
 
 fn track(width: u32) -> Track {

@@ -1,5 +1,5 @@
 //! The per-cache evictor: asks the plugin which entries to delete and verifies the answer
-//! (known ids, no repeats, enough freed). A fault or a bad answer is reported and LVA's rule,
+//! (known ids, no repeats, enough freed, not far more than enough). A fault or a bad answer is reported and LVA's rule,
 //! oldest first, answers instead.
 
 use std::collections::{HashMap, HashSet};
@@ -121,11 +121,15 @@ fn call(live: &mut Live, entries: &[CacheEntry], budget: Budget) -> Result<Vec<u
         .map_err(|e| runtime::classify(&e))
 }
 
-/// Only known ids, each once, and enough freed (or everything, if even that is not enough).
+/// Only known ids, each once, and enough freed (or everything, if even that is not enough) but
+/// not far more: an answer that would still free enough without its largest entry deletes
+/// media for nothing, a bug (e.g. "every entry") that would wipe the cache at each call. Any
+/// rule that picks entries in its own order until enough is freed stays below that bound.
 fn verify(ids: Vec<u64>, entries: &[CacheEntry], budget: Budget) -> Result<Vec<u64>, Fault> {
     let sizes: HashMap<u64, u64> = entries.iter().map(|e| (e.id, e.bytes)).collect();
     let mut seen = HashSet::with_capacity(ids.len());
     let mut freed: u64 = 0;
+    let mut largest: u64 = 0;
     for &id in &ids {
         let Some(bytes) = sizes.get(&id) else {
             return Err(Fault::InvalidAnswer(format!("unknown cache entry id {id}")));
@@ -136,12 +140,20 @@ fn verify(ids: Vec<u64>, entries: &[CacheEntry], budget: Budget) -> Result<Vec<u
             )));
         }
         freed = freed.saturating_add(*bytes);
+        largest = largest.max(*bytes);
     }
     let total: u64 = sizes.values().fold(0, |a, b| a.saturating_add(*b));
     let needed = budget.excess().min(total);
     if freed < needed {
         return Err(Fault::InvalidAnswer(format!(
             "frees {freed} bytes but {needed} must be freed"
+        )));
+    }
+    if freed > needed && freed - largest >= needed {
+        return Err(Fault::InvalidAnswer(format!(
+            "frees {freed} bytes where {needed} must be freed: {} entries, and even without \
+             the largest ({largest} bytes) it frees enough",
+            ids.len()
         )));
     }
     Ok(ids)

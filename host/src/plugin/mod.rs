@@ -33,7 +33,7 @@ pub use types::SegmenterConfig;
 use crate::events::{Event, EventBus};
 pub use crate::topology::PluginKind;
 use crate::topology::PluginLookup;
-use runtime::{Compiled, Runtime};
+use runtime::{ArtifactCache, Compiled, Runtime};
 
 /// The event a contained plugin fault emits.
 pub const PLUGIN_FAULT_EVENT: &str = "Mediagraph.Diagnostics.PluginFault";
@@ -144,13 +144,13 @@ pub struct PluginHost {
     plugins: Vec<Arc<PluginInfo>>,
     rejected: Vec<Rejected>,
     events: EventBus,
-    cache_dir: Option<PathBuf>,
+    artifacts: Option<ArtifactCache>,
 }
 
 impl PluginHost {
     /// Registers the embedded defaults and every plugin in `plugin_dir` (a missing directory
     /// holds none). Compiled artifacts are cached in `<plugin_dir>/.compiled` when a directory
-    /// is given.
+    /// is given, signed with the key `<plugin_dir>.artifact-key` beside it.
     pub fn new(plugin_dir: Option<PathBuf>, events: EventBus) -> Result<Self, PluginError> {
         let mut plugins: Vec<Arc<PluginInfo>> =
             registry::embedded().into_iter().map(Arc::new).collect();
@@ -186,7 +186,7 @@ impl PluginHost {
             plugins,
             rejected,
             events,
-            cache_dir: plugin_dir.map(|d| d.join(".compiled")),
+            artifacts: plugin_dir.as_deref().and_then(ArtifactCache::beside),
         })
     }
 
@@ -196,12 +196,6 @@ impl PluginHost {
         let mut host = Self::new(None, events)?;
         host.plugins.insert(0, Arc::new(plugin));
         Ok(host)
-    }
-
-    /// Caches compiled artifacts in `dir` instead (or `None`: memory only).
-    pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
-        self.cache_dir = dir;
-        self
     }
 
     /// Every registered plugin, embedded defaults first.
@@ -283,7 +277,7 @@ impl PluginHost {
     fn compiled(&self, info: &PluginInfo) -> Result<Compiled, PluginError> {
         let compiled = info.compiled.get_or_init(|| {
             let runtime = Runtime::get()?;
-            let component = runtime.component(&info.wasm, self.cache_dir.as_deref())?;
+            let component = runtime.component(&info.wasm, self.artifacts.as_ref())?;
             let pre = runtime.instance_pre(&component)?;
             Ok(Compiled {
                 runtime,
