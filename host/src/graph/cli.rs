@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// Parameter value, applied over the instance's; may be repeated.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// Parameter value read from a file (a trailing newline is dropped), for secrets such as
+    /// `rtspPassword` that must not be on the command line; may be repeated.
+    #[arg(long = "param-file", value_name = "NAME=FILE", value_parser = parse_param)]
+    pub param_files: Vec<(String, String)>,
     /// Directory the topology's absolute cache paths are taken relative to (plugins are read
     /// from DIR/plugins). Without it the paths are used as they are.
     #[arg(long)]
@@ -56,7 +60,8 @@ pub enum RunError {
 fn parse_param(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err(format!("expected NAME=VALUE, got '{text}'")),
+        // The text is not echoed: it may be a secret typed without its name.
+        _ => Err("expected NAME=VALUE".to_owned()),
     }
 }
 
@@ -69,6 +74,15 @@ fn read(path: &Path) -> Result<String, RunError> {
 
 pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
     let topology_json = read(&args.topology)?;
+    let mut params = args.params.clone();
+    for (name, file) in &args.param_files {
+        let value = read(Path::new(file))?;
+        let value = value.strip_suffix('\n').unwrap_or(&value);
+        params.push((
+            name.clone(),
+            value.strip_suffix('\r').unwrap_or(value).to_owned(),
+        ));
+    }
     let events = EventBus::new();
     let plugins = PluginHost::new(
         args.data_dir.as_ref().map(|d| d.join("plugins")),
@@ -85,7 +99,7 @@ pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
         match topology::resolve(
             &topology_json,
             instance_json.as_deref(),
-            &args.params,
+            &params,
             &plugins,
             SystemTime::now(),
         ) {

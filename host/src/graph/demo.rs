@@ -106,6 +106,7 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, DemoError> {
             ("rtspUrl".into(), camera.url(1).to_string()),
             ("cacheMaxMiB".into(), "256".into()),
         ],
+        param_files: Vec::new(),
         data_dir: Some(data_dir.clone()),
         progress_secs: 10,
         store: StoreArgs::default(),

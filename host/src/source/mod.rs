@@ -201,7 +201,9 @@ pub enum SourceError {
 
 impl SourceError {
     fn from_retina(method: &'static str, e: retina::Error) -> Self {
-        let message = e.to_string();
+        // retina quotes the URL it was given in some errors; the text goes into events and
+        // logs, so credentials in it are cut out here, before anything sees it.
+        let message = crate::topology::scrub_userinfo(&e.to_string());
         if let Some(status) = e.status_code() {
             return Self::Status {
                 method,

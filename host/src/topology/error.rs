@@ -37,6 +37,10 @@ pub mod code {
     pub const RTSP_ENDPOINT_URL_INVALID_SCHEME: &str = "RtspEndpointUrlInvalidScheme";
     pub const SEGMENT_LENGTH_INVALID: &str = "SegmentLengthInvalid";
     pub const CACHE_PATH_NOT_ABSOLUTE: &str = "CachePathNotAbsolute";
+    pub const CACHE_PATH_INVALID: &str = "CachePathInvalid";
+    pub const RTSP_TLS_NOT_SUPPORTED: &str = "RtspTlsNotSupported";
+    pub const RTSP_TRANSPORT_NOT_SUPPORTED: &str = "RtspTransportNotSupported";
+    pub const RTSP_URL_CREDENTIALS_NOT_SUPPORTED: &str = "RtspUrlCredentialsNotSupported";
     pub const CACHE_SIZE_TOO_SMALL: &str = "CacheSizeTooSmall";
     pub const PARAMETER_DUPLICATE: &str = "ParameterDuplicate";
     pub const PARAMETER_TYPE_INVALID: &str = "ParameterTypeInvalid";

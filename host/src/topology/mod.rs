@@ -25,7 +25,7 @@ pub use resolve::{
 };
 pub use types::{
     AssetName, DefaultPluginNames, MediaSelection, PluginKind, PluginLookup, PluginSelection,
-    RtspTransport, Secret, SegmentLength, parse_iso8601_duration,
+    RtspTransport, Secret, SegmentLength, parse_iso8601_duration, scrub_userinfo,
 };
 
 impl Topology {

@@ -14,7 +14,7 @@ use super::model::{self, ApiVersion, Instance, Node, NodeKind, Role, Topology};
 use super::params::{Params, TimeVars, render_time_variables};
 use super::types::{
     AssetName, MediaSelection, PluginKind, PluginLookup, PluginSelection, RtspTransport, Secret,
-    SegmentLength,
+    SegmentLength, scrub_userinfo,
 };
 
 /// Instance name used when no instance document is given (`mediagraph validate` without
@@ -544,7 +544,16 @@ impl<'t, 'r> Builder<'t, 'r> {
                 let t = params.substitute(t, &target, TimeVars::Now, self.r)?;
                 match t.value.to_ascii_lowercase().as_str() {
                     "tcp" => Some(RtspTransport::Tcp),
-                    "http" => Some(RtspTransport::Http),
+                    "http" => {
+                        // The RTSP client (retina) speaks RTSP over TCP only; accepting Http
+                        // would record over plain TCP or fail forever.
+                        self.r.error(
+                            code::RTSP_TRANSPORT_NOT_SUPPORTED,
+                            target,
+                            "transport 'Http' (RTSP tunnelled over HTTP) is not supported by this host; use Tcp",
+                        );
+                        None
+                    }
                     _ => {
                         self.r.error(
                             code::PROPERTY_VALUE_INVALID,
@@ -558,19 +567,31 @@ impl<'t, 'r> Builder<'t, 'r> {
         };
         let endpoint = s.endpoint.as_ref()?;
         let endpoint_path = format!("{path}.endpoint");
+        const NO_TLS: &str = "is not supported by this host: its RTSP client speaks plain RTSP over TCP only; use a #Microsoft.Media.MediaGraphUnsecuredEndpoint with an rtsp:// URL";
+        if endpoint.tls.is_some() {
+            self.r.error(
+                code::RTSP_TLS_NOT_SUPPORTED,
+                format!("{endpoint_path}.@type"),
+                format!("a TLS endpoint (rtsps://) {NO_TLS}"),
+            );
+        }
         let url_target = format!("{endpoint_path}.url");
         let url = endpoint.url.as_ref().and_then(|u| params.substitute(u, &url_target, TimeVars::Now, self.r)).and_then(|u| {
             let parsed = match Url::parse(&u.value) {
                 Ok(url) => url,
                 Err(e) => {
-                    self.r.error(code::RTSP_ENDPOINT_URL_INVALID, &url_target, format!("'{}' is not a valid URL: {e}", u.shown()));
+                    let shown = if u.secret { u.shown().to_owned() } else { scrub_userinfo(u.shown()) };
+                    self.r.error(code::RTSP_ENDPOINT_URL_INVALID, &url_target, format!("'{shown}' is not a valid URL: {e}"));
                     return None;
                 }
             };
             let allowed = if endpoint.tls.is_some() { "rtsps" } else { "rtsp" };
+            if parsed.scheme() == "rtsps" && endpoint.tls.is_none() {
+                self.r.error(code::RTSP_TLS_NOT_SUPPORTED, &url_target, format!("rtsps:// {NO_TLS}"));
+                return None;
+            }
             if parsed.scheme() != allowed {
                 let hint = match (parsed.scheme(), endpoint.tls.is_some()) {
-                    ("rtsps", false) => " (rtsps needs a #Microsoft.Media.MediaGraphTlsEndpoint)",
                     ("rtsp", true) => " (a TLS endpoint needs an rtsps URL)",
                     _ => "",
                 };
@@ -594,6 +615,14 @@ impl<'t, 'r> Builder<'t, 'r> {
                 }
                 shown.to_string()
             };
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                self.r.error(
+                    code::RTSP_URL_CREDENTIALS_NOT_SUPPORTED,
+                    &url_target,
+                    format!("'{display}' carries credentials, which the RTSP client refuses in a URL; put them in the endpoint's credentials (username and password) instead"),
+                );
+                return None;
+            }
             Some((parsed, display))
         });
         let credentials = match &endpoint.credentials {
@@ -841,10 +870,26 @@ impl<'t, 'r> Builder<'t, 'r> {
         let cache_path = a
             .local_media_cache_path
             .as_ref()
-            .and_then(|p| params.substitute(p, &cache_target, TimeVars::Now, self.r))
+            // Time variables are kept to be refused: a cache named by the start time is a new
+            // cache at every start, and the pending segments of the previous one are orphaned.
+            .and_then(|p| params.substitute(p, &cache_target, TimeVars::Keep, self.r))
             .and_then(|p| {
                 let path = PathBuf::from(&p.value);
-                if path.is_absolute() {
+                if p.value.contains("${System.") {
+                    self.r.error(
+                        code::CACHE_PATH_INVALID,
+                        &cache_target,
+                        format!("localMediaCachePath '{}' must not use ${{System.DateTime}} or ${{System.PreciseDateTime}}: each start would open a new cache and never upload or evict the previous one's segments", p.shown()),
+                    );
+                    None
+                } else if path.components().any(|c| c == std::path::Component::ParentDir) {
+                    self.r.error(
+                        code::CACHE_PATH_INVALID,
+                        &cache_target,
+                        format!("localMediaCachePath '{}' must not contain '..': the cache stays inside the data directory", p.shown()),
+                    );
+                    None
+                } else if path.is_absolute() {
                     Some(path)
                 } else {
                     self.r.error(

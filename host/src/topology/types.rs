@@ -218,11 +218,11 @@ impl std::fmt::Display for AssetName {
     }
 }
 
-/// RTSP interleaving: RTP over the RTSP TCP connection, or tunnelled over HTTP.
+/// RTSP interleaving: RTP over the RTSP TCP connection, the one transport the RTSP client
+/// speaks (LVA's `Http` tunnelling is refused at validation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum RtspTransport {
     Tcp,
-    Http,
 }
 
 /// What a sink records of its source's streams, from the input's `outputSelectors`.
@@ -280,4 +280,50 @@ pub struct PluginSelection {
     pub segmenter: Option<String>,
     pub evictor: Option<String>,
     pub formatter: Option<String>,
+}
+
+/// `text` with the userinfo (`user:password@`) of every URL in it replaced by `***@`.
+pub fn scrub_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends at the path, the query, or whatever delimits the URL in prose.
+        let authority = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#') || c.is_whitespace() || "\"'<>`".contains(c)
+            })
+            .unwrap_or(tail.len());
+        match tail[..authority].rfind('@') {
+            Some(userinfo) => {
+                out.push_str("***");
+                rest = &tail[userinfo..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_quoted_urls_are_scrubbed() {
+        let retina =
+            "Bad URL rtsps://admin:s3cr%40t@127.0.0.1:8554/cam1; only scheme rtsp supported";
+        let scrubbed = scrub_userinfo(retina);
+        assert_eq!(
+            scrubbed,
+            "Bad URL rtsps://***@127.0.0.1:8554/cam1; only scheme rtsp supported"
+        );
+        assert_eq!(
+            scrub_userinfo("a 'rtsp://u:p@h' and rtsp://h2/x?q=a@b, rtsp://v@w"),
+            "a 'rtsp://***@h' and rtsp://h2/x?q=a@b, rtsp://***@w"
+        );
+        assert_eq!(scrub_userinfo("no url here: a@b"), "no url here: a@b");
+    }
 }

@@ -93,21 +93,31 @@ impl Default for TransferPolicy {
 
 /// Parses `file:///abs/dir` or an `http(s)` container URL that carries a SAS query.
 pub fn parse_store_url(text: &str) -> Result<StoreSpec, UploadError> {
+    let shown = without_query(text);
     let url = Url::parse(text)
-        .map_err(|e| UploadError::Config(format!("--asset-store {text:?}: not a URL: {e}")))?;
+        .map_err(|e| UploadError::Config(format!("--asset-store {shown:?}: not a URL: {e}")))?;
     match url.scheme() {
         "file" => {
             let path = url.to_file_path().map_err(|_| {
                 UploadError::Config(format!(
-                    "--asset-store {text:?}: a file URL needs an absolute path"
+                    "--asset-store {shown:?}: a file URL needs an absolute path"
                 ))
             })?;
             Ok(StoreSpec::Local(path))
         }
         "http" | "https" => parse_container_sas_url(&url).map(StoreSpec::Azure),
         other => Err(UploadError::Config(format!(
-            "--asset-store {text:?}: unsupported scheme {other:?} (use file:///dir or an https container URL with a SAS)"
+            "--asset-store {shown:?}: unsupported scheme {other:?} (use file:///dir or an https container URL with a SAS)"
         ))),
+    }
+}
+
+/// A store URL as it may be shown: a mistyped one still carries its SAS in the query (or, with
+/// the `?` missing, from the first `sig=` on), so that part is cut off.
+fn without_query(text: &str) -> String {
+    match text.find('?').or_else(|| text.find("sig=")) {
+        Some(at) => format!("{}?***", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
@@ -265,9 +275,13 @@ pub struct StoreArgs {
     /// with a SAS query (`https://ACCOUNT.blob.core.windows.net/CONTAINER?sv=...`).
     #[arg(long, value_name = "URL")]
     pub asset_store: Option<String>,
+    /// Reads the `--asset-store` URL from a file, so its SAS is not on the command line
+    /// (visible to every local user in /proc/*/cmdline).
+    #[arg(long, value_name = "FILE", conflicts_with = "asset_store")]
+    pub asset_store_file: Option<PathBuf>,
     /// Azure Storage connection string (AccountName + AccountKey [+ BlobEndpoint], or
     /// `UseDevelopmentStorage=true`); also read from MEDIAGRAPH_AZURE_CONNECTION_STRING.
-    #[arg(long, value_name = "CONNECTION_STRING", conflicts_with = "asset_store")]
+    #[arg(long, value_name = "CONNECTION_STRING", conflicts_with_all = ["asset_store", "asset_store_file"])]
     pub azure_connection_string: Option<String>,
     /// Container for assets when a connection string is used.
     #[arg(long, default_value = "mediagraph")]
@@ -301,6 +315,7 @@ impl fmt::Debug for StoreArgs {
             .map(|u| u.split('?').next().unwrap_or(u));
         f.debug_struct("StoreArgs")
             .field("asset_store", &url)
+            .field("asset_store_file", &self.asset_store_file)
             .field(
                 "azure_connection_string",
                 &self.azure_connection_string.as_ref().map(|_| "***"),
@@ -324,6 +339,7 @@ impl Default for StoreArgs {
     fn default() -> Self {
         Self {
             asset_store: None,
+            asset_store_file: None,
             azure_connection_string: None,
             azure_container: "mediagraph".into(),
             azure_create_container: false,
@@ -348,7 +364,18 @@ impl StoreArgs {
         let from_env = std::env::var(CONNECTION_STRING_ENV)
             .ok()
             .filter(|s| !s.trim().is_empty());
-        match (&self.azure_connection_string, &self.asset_store, from_env) {
+        let from_file = match &self.asset_store_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map(|text| text.trim().to_owned())
+                    .map_err(|e| {
+                        UploadError::Config(format!("--asset-store-file {}: {e}", path.display()))
+                    })?,
+            ),
+            None => None,
+        };
+        let asset_store = self.asset_store.as_ref().or(from_file.as_ref());
+        match (&self.azure_connection_string, asset_store, from_env) {
             (Some(cs), _, _) => {
                 parse_connection_string(cs, &self.azure_container, self.azure_create_container)
                     .map(StoreSpec::Azure)
@@ -542,6 +569,50 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("unsupported scheme \"s3\"")
+        );
+    }
+
+    #[test]
+    fn mistyped_store_urls_are_shown_without_their_sas() {
+        for typo in [
+            "htps://acct.blob.core.windows.net/c?sv=1&sig=SECRET",
+            "https//acct.blob.core.windows.net/c?sv=1&sig=SECRET",
+            "https//acct.blob.core.windows.net/c&sig=SECRET",
+            "file://host/c?sig=SECRET",
+        ] {
+            let err = parse_store_url(typo).unwrap_err().to_string();
+            assert!(!err.contains("SECRET"), "{err}");
+            assert!(err.contains("acct") || err.contains("host"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_store_url_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store-url");
+        std::fs::write(
+            &file,
+            "https://acct.blob.core.windows.net/cams?sv=1&sig=abc\n",
+        )
+        .unwrap();
+        let args = StoreArgs {
+            asset_store_file: Some(file),
+            ..StoreArgs::default()
+        };
+        let StoreSpec::Azure(az) = args.spec().unwrap() else {
+            panic!("expected Azure")
+        };
+        assert!(matches!(az.credential, AzureCredential::Sas(ref s) if s == "sv=1&sig=abc"));
+        let missing = StoreArgs {
+            asset_store_file: Some(dir.path().join("nope")),
+            ..StoreArgs::default()
+        };
+        assert!(
+            missing
+                .spec()
+                .unwrap_err()
+                .to_string()
+                .contains("--asset-store-file")
         );
     }
 }
