@@ -13,6 +13,7 @@ mod clip;
 mod rtp;
 mod rtsp;
 mod slots;
+mod sps;
 mod stream;
 
 use std::net::SocketAddr;
@@ -30,7 +31,7 @@ use auth::Auth;
 pub use auth::{AuthScheme, Credentials};
 use clip::Clip;
 pub use clip::{AAC_FILE, H264_FILE, H265_FILE};
-pub use rtsp::FREEZE_AFTER_FRAMES;
+pub use rtsp::{DEEP_REORDER, FREEZE_AFTER_FRAMES};
 use slots::Slots;
 use stream::Stream;
 
@@ -107,6 +108,8 @@ struct Shared {
     connections: AtomicUsize,
     plays: AtomicU64,
     slots: Option<Slots>,
+    /// The SPS `/fault/deepreorder` serves (H.265 clips only).
+    deep_sps: Option<bytes::Bytes>,
 }
 
 pub struct TestCamera;
@@ -141,7 +144,13 @@ impl TestCamera {
         let streams: Vec<Arc<Stream>> = (0..config.count)
             .map(|_| Arc::new(Stream::new(clip.clone(), config.fps)))
             .collect();
+        let deep_sps = match clip.video.codec {
+            VideoCodec::H265 => sps::h265_with_reorder_depth(&clip.video.sps, rtsp::DEEP_REORDER)
+                .map(bytes::Bytes::from),
+            VideoCodec::H264 => None,
+        };
         let shared = Arc::new(Shared {
+            deep_sps,
             clip,
             fps: config.fps,
             streams: streams.clone(),

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
+use super::clip::AccessUnit;
 use super::rtp::RtpTrack;
 use super::stream::{Stream, Tick, Track};
 use super::{Control, Shared, VideoCodec};
@@ -47,7 +48,13 @@ enum Fault {
     /// Normal handshake and [`FREEZE_AFTER_FRAMES`] video frames, then the camera closes the
     /// connection; with `--max-sessions` the session outlives it, as a stale session.
     Cut,
+    /// An H.265 camera whose SPS (in the SDP and in band) declares a reorder depth of
+    /// [`DEEP_REORDER`] pictures, far past the 16 the codec allows.
+    DeepReorder,
 }
+
+/// The reorder depth `/fault/deepreorder` declares.
+pub const DEEP_REORDER: u32 = 1_000_000;
 
 /// Video frames `/fault/freeze` and `/fault/cut` send before their media stops: 8 s at 25 fps.
 pub const FREEZE_AFTER_FRAMES: u32 = 200;
@@ -201,6 +208,7 @@ fn resolve(shared: &Shared, uri: &str) -> Option<(Target, UrlPart)> {
                 "nokeyframe" => Fault::NoKeyframe,
                 "freeze" => Fault::Freeze,
                 "cut" => Fault::Cut,
+                "deepreorder" if shared.deep_sps.is_some() => Fault::DeepReorder,
                 _ => return None,
             };
             (Target::Fault(fault), rest)
@@ -226,7 +234,7 @@ fn camera_index(shared: &Shared, n: &str) -> Option<usize> {
     (1..=shared.streams.len()).contains(&n).then(|| n - 1)
 }
 
-fn sdp(shared: &Shared, session_id: u64) -> String {
+fn sdp(shared: &Shared, session_id: u64, target: Target) -> String {
     let clip = &shared.clip;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let mut s = format!(
@@ -234,6 +242,10 @@ fn sdp(shared: &Shared, session_id: u64) -> String {
          c=IN IP4 0.0.0.0\r\nt=0 0\r\na=control:*\r\na=range:npt=0-\r\n"
     );
     let v = &clip.video;
+    let sps = match (target, &shared.deep_sps) {
+        (Target::Fault(Fault::DeepReorder), Some(deep)) => deep,
+        _ => &v.sps,
+    };
     match v.codec {
         VideoCodec::H264 => {
             let _ = write!(
@@ -241,7 +253,7 @@ fn sdp(shared: &Shared, session_id: u64) -> String {
                 "m=video 0 RTP/AVP {VIDEO_PT}\r\na=rtpmap:{VIDEO_PT} H264/90000\r\n\
                  a=fmtp:{VIDEO_PT} packetization-mode=1;profile-level-id={};sprop-parameter-sets={},{}\r\n",
                 v.profile_level_id(),
-                b64(&v.sps),
+                b64(sps),
                 b64(&v.pps)
             );
         }
@@ -251,7 +263,7 @@ fn sdp(shared: &Shared, session_id: u64) -> String {
                 "m=video 0 RTP/AVP {VIDEO_PT}\r\na=rtpmap:{VIDEO_PT} H265/90000\r\n\
                  a=fmtp:{VIDEO_PT} sprop-vps={};sprop-sps={};sprop-pps={}\r\n",
                 b64(v.vps.as_deref().unwrap_or_default()),
-                b64(&v.sps),
+                b64(sps),
                 b64(&v.pps)
             );
         }
@@ -351,7 +363,7 @@ impl Connection {
                 "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER, SET_PARAMETER",
             ),
             "DESCRIBE" => match resolved {
-                Some((_, UrlPart::Aggregate)) => {
+                Some((target, UrlPart::Aggregate)) => {
                     let base = if req.uri.ends_with('/') {
                         req.uri.clone()
                     } else {
@@ -360,7 +372,7 @@ impl Connection {
                     let mut r = Response::ok()
                         .header("Content-Base", base)
                         .header("Content-Type", "application/sdp");
-                    r.body = sdp(&self.shared, rand::random::<u32>().into());
+                    r.body = sdp(&self.shared, rand::random::<u32>().into(), target);
                     r
                 }
                 _ => Response::new(404, "Not Found"),
@@ -538,6 +550,25 @@ impl Connection {
                 session.synced = true;
                 session.video_sent += 1;
                 let au = &clip.video.units[tick.index];
+                let deep;
+                let au = match (session.target, &self.shared.deep_sps) {
+                    // In-band parameter sets repeat the SDP's claim.
+                    (Target::Fault(Fault::DeepReorder), Some(sps)) => {
+                        deep = AccessUnit {
+                            nals: au
+                                .nals
+                                .iter()
+                                .map(|n| match n.first() {
+                                    Some(h) if (h >> 1) & 0x3f == 33 => sps.clone(),
+                                    _ => n.clone(),
+                                })
+                                .collect(),
+                            keyframe: au.keyframe,
+                        };
+                        &deep
+                    }
+                    _ => au,
+                };
                 match clip.video.codec {
                     VideoCodec::H264 => rtp.h264(&mut self.out, au, tick.rtp_ts),
                     VideoCodec::H265 => rtp.h265(&mut self.out, au, tick.rtp_ts),

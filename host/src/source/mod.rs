@@ -524,9 +524,28 @@ async fn session(
                 .iter()
                 .position(|c| c.codec != TrackCodec::Aac)
                 .expect("a video track was chosen");
-            let declared =
+            let mut declared =
                 reorder::declared_depth(tracks[video].codec, &tracks[video].decoder_config);
             tracing::debug!(subject = %cfg.subject, ?declared, "video reorder depth");
+            if let Some(depth) = declared.filter(|d| *d > reorder::MAX_REORDER_DEPTH) {
+                // Frames are held until `depth` pictures are in: a camera declaring millions
+                // would hold the whole run in memory and record nothing.
+                let max = reorder::MAX_REORDER_DEPTH;
+                tracing::warn!(subject = %cfg.subject, depth, max, "declared reorder depth clamped");
+                media_format_error(
+                    events,
+                    cfg,
+                    json!({
+                        "code": "ReorderDepthTooLarge",
+                        "mediaType": "video",
+                        "track": chosen[video].stream,
+                        "errorMessage": format!(
+                            "the camera's SPS declares a reorder depth of {depth} pictures; the codec allows at most {max}, so {max} is used (frames reordered further are retimed)"
+                        ),
+                    }),
+                );
+                declared = Some(max);
+            }
             run = Some(RunState {
                 base_90k,
                 map: WallClockMap::new(host_now),

@@ -25,6 +25,10 @@ use std::collections::BinaryHeap;
 
 use super::Frame;
 
+/// The deepest reordering H.264 and H.265 allow (both bound it by the 16-picture decoded
+/// picture buffer); a larger declared depth is a broken or hostile stream and is clamped.
+pub const MAX_REORDER_DEPTH: u32 = 16;
+
 /// Frames held at most while learning the depth of a stream that declares none (10 s at
 /// 25 fps); a GOP longer than that is measured on its first part.
 const LEARN_MAX_FRAMES: usize = 250;
