@@ -38,6 +38,8 @@ enum Command {
     /// Inspect what an asset store holds.
     #[command(subcommand)]
     Assets(mediagraph::upload::cli::AssetsCommand),
+    /// Export a time range of an asset as one MP4 file (audio included when recorded).
+    Export(mediagraph::playback::export::ExportArgs),
 }
 
 /// One runtime thread serves every camera. A frame costs a few microseconds of parsing, so one
@@ -59,6 +61,14 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Demo(args) => return Ok(mediagraph::graph::demo::demo(args).await?),
         Command::Run(args) => return Ok(mediagraph::graph::cli::run(&args).await?),
         Command::Assets(cmd) => mediagraph::upload::cli::run(&cmd, &mut std::io::stdout()).await?,
+        Command::Export(args) => {
+            let bytes = mediagraph::playback::export::run(&args).await?;
+            println!(
+                "{}: {bytes} bytes (gaps {})",
+                args.output.display(),
+                mediagraph::playback::export::GAPS_POLICY
+            );
+        }
         Command::Validate { args, dirs } => {
             let plugins = mediagraph::plugin::PluginHost::new(
                 Some(dirs.plugin_dir()),

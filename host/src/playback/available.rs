@@ -182,7 +182,7 @@ impl AvailabilityQuery {
                     start: s.to_owned(),
                     end: e.to_owned(),
                     what,
-                    max: max_text,
+                    max: max_text.to_owned(),
                 });
             }
         }
@@ -296,7 +296,7 @@ pub(super) fn check_span(
     (start_text, end_text): (&str, &str),
     max_ticks: i64,
     what: &'static str,
-    max: &'static str,
+    max: &str,
 ) -> Result<(), PlaybackError> {
     if start >= end {
         return Err(PlaybackError::Order {
@@ -310,7 +310,7 @@ pub(super) fn check_span(
             start: start_text.to_owned(),
             end: end_text.to_owned(),
             what,
-            max,
+            max: max.to_owned(),
         });
     }
     Ok(())

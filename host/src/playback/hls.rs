@@ -76,7 +76,7 @@ impl PlaylistRange {
                         start: start_text.unwrap_or_default().to_owned(),
                         end: "now".into(),
                         what: "a manifest without endTime",
-                        max: "24 hours",
+                        max: "24 hours".into(),
                     });
                 }
                 Ok(PlaylistRange::Since(s))

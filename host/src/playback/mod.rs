@@ -1,13 +1,15 @@
 //! Playback room: answers "what was recorded, and let me watch it" from an asset store.
 //!
 //! Owns LVA's availableMedia query (`available`), HLS playlists over time ranges (`hls`,
-//! `mp4`) and the loopback HTTP server with the playback page (`server`). It reads only
-//! through the public [`AssetStore`](crate::upload::AssetStore) API: an asset's blob listing,
-//! the `start`/`end` metadata each blob carries and blob bytes. It must not write, delete or
-//! rename anything in a store or a cache (playback is read-only), and it never turns request
-//! text into a path: asset and blob names are validated first.
+//! `mp4`), clip export to one MP4 file (`export`) and the loopback HTTP server with the
+//! playback page (`server`). It reads only through the public
+//! [`AssetStore`](crate::upload::AssetStore) API: an asset's blob listing, the `start`/`end`
+//! metadata each blob carries and blob bytes. It must not write, delete or rename anything
+//! in a store or a cache (playback is read-only), and it never turns request text into a
+//! path: asset and blob names are validated first.
 
 pub mod available;
+pub mod export;
 pub mod hls;
 pub mod mp4;
 pub mod server;
@@ -50,7 +52,7 @@ pub enum PlaybackError {
         start: String,
         end: String,
         what: &'static str,
-        max: &'static str,
+        max: String,
     },
     #[error("asset name '{name}' is invalid: {reason}")]
     InvalidAsset { name: String, reason: String },
@@ -66,6 +68,14 @@ pub enum PlaybackError {
     BlobNotFound(String),
     #[error("blob '{0}' is not a fragmented MP4 (no moov before the first moof)")]
     Unplayable(String),
+    #[error("asset '{asset}' has no media between {start} and {end}")]
+    NoMedia {
+        asset: String,
+        start: String,
+        end: String,
+    },
+    #[error("blob '{blob}' cannot be exported: {what}")]
+    BadMedia { blob: String, what: String },
     #[error("manifest format '{0}' is not served: use m3u8-aapl or m3u8-cmaf")]
     UnknownFormat(String),
     #[error("asset store: {0}")]
@@ -77,8 +87,12 @@ impl PlaybackError {
     /// (including an asset not recorded by a media graph), 404 for an unknown asset.
     pub fn status(&self) -> u16 {
         match self {
-            PlaybackError::AssetNotFound(_) | PlaybackError::BlobNotFound(_) => 404,
-            PlaybackError::Store(_) | PlaybackError::Unplayable(_) => 500,
+            PlaybackError::AssetNotFound(_)
+            | PlaybackError::BlobNotFound(_)
+            | PlaybackError::NoMedia { .. } => 404,
+            PlaybackError::Store(_)
+            | PlaybackError::Unplayable(_)
+            | PlaybackError::BadMedia { .. } => 500,
             _ => 400,
         }
     }
@@ -97,7 +111,8 @@ impl PlaybackError {
             PlaybackError::NotRecorded(_) => "AssetNotRecordedByMediaGraph",
             PlaybackError::InvalidBlob(_) => "InvalidBlobName",
             PlaybackError::BlobNotFound(_) => "BlobNotFound",
-            PlaybackError::Unplayable(_) => "BlobNotPlayable",
+            PlaybackError::Unplayable(_) | PlaybackError::BadMedia { .. } => "BlobNotPlayable",
+            PlaybackError::NoMedia { .. } => "NoMediaInRange",
             PlaybackError::UnknownFormat(_) => "InvalidManifestFormat",
             PlaybackError::Store(_) => "StoreError",
         }
