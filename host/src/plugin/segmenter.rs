@@ -1,5 +1,6 @@
 //! The per-sink segmenter: asks the plugin where each frame goes, checks the answer against the
-//! cutting rules, and falls back to the built-in GOP rule while a faulty instance is replaced.
+//! cutting rules, and falls back to the default GOP rule (the `cut-rule` crate, which
+//! `segmenter-gop` answers with too) while a faulty instance is replaced.
 //!
 //! Cutting rules the host enforces: the first frame of a run starts a segment; a segment may
 //! only start at a cut point (a video keyframe, or any keyframe while no video has been seen);
@@ -8,6 +9,7 @@
 
 use std::sync::Arc;
 
+use cut_rule::{Cut, Cuts, Frame};
 use wasmtime::Store;
 
 use super::runtime::{self, Compiled, Ctx};
@@ -32,16 +34,6 @@ struct Live {
     bindings: bindings::SegmenterPlugin,
 }
 
-/// Where the current segment and fragment started, as the host saw the cuts.
-#[derive(Default)]
-struct Cuts {
-    segment_start: Option<i64>,
-    fragment_start: i64,
-    /// The last video keyframe.
-    gop_start: i64,
-    saw_video: bool,
-}
-
 pub struct Segmenter {
     plugin: Arc<PluginInfo>,
     pre: bindings::SegmenterPluginPre<Ctx>,
@@ -50,6 +42,7 @@ pub struct Segmenter {
     reporter: Reporter,
     /// `None` while the fallback drives (after a fault, until the next segment cut).
     live: Option<Live>,
+    /// The cuts as the host saw them, whoever decided them.
     cuts: Cuts,
 }
 
@@ -106,9 +99,12 @@ impl Segmenter {
 
     /// Where `f` goes. Never fails: faults are reported and the fallback answers.
     pub fn on_frame(&mut self, f: &FrameInfo) -> Decision {
-        let fallback = self.cuts.fallback(f, &self.config);
+        let frame = rule_frame(f);
+        let fallback: Decision = (self.cuts)
+            .decide(frame, self.config.segment_length, self.config.max_fragment)
+            .into();
         let decision = match self.live.as_mut() {
-            Some(live) => match call(live, f).and_then(|d| self.cuts.check(d, f, &self.config)) {
+            Some(live) => match call(live, f).and_then(|d| check(&self.cuts, d, f, &self.config)) {
                 Ok(d) => d,
                 Err(fault) => {
                     self.live = None;
@@ -123,7 +119,7 @@ impl Segmenter {
                 fallback
             }
         };
-        self.cuts.record(decision, f);
+        self.cuts.record(decision.into(), frame);
         decision
     }
 
@@ -174,98 +170,63 @@ fn call(live: &mut Live, f: &FrameInfo) -> Result<Decision, Fault> {
     })
 }
 
-impl Cuts {
-    fn cut_point(&self, f: &FrameInfo) -> bool {
-        f.keyframe && (f.kind == MediaKind::Video || !self.saw_video)
-    }
-
-    /// The built-in rule (the same as `segmenter-gop`): a segment at the first cut point at or
-    /// after `segment_length` (less 0.1 % for the clock slew); a fragment holds the whole GOPs
-    /// that fit in `max_fragment` (the GOP just closed predicts the next) and is cut at any
-    /// frame once it reaches it.
-    fn fallback(&self, f: &FrameInfo, config: &SegmenterConfig) -> Decision {
-        let saw_video = self.saw_video || f.kind == MediaKind::Video;
-        let Some(start) = self.segment_start else {
-            return Decision::Segment;
-        };
-        let cut_point = f.keyframe && (f.kind == MediaKind::Video || !saw_video);
-        if cut_point && segment_is_due(since(start, f), config.segment_length) {
-            return Decision::Segment;
+/// Holds the plugin's answer `d` for `f` to the cutting rules.
+fn check(
+    cuts: &Cuts,
+    d: Decision,
+    f: &FrameInfo,
+    config: &SegmenterConfig,
+) -> Result<Decision, Fault> {
+    let frame = rule_frame(f);
+    let Some(in_segment) = cuts.since_segment(frame) else {
+        // The first frame of a run opens the first segment whatever the plugin says.
+        return Ok(Decision::Segment);
+    };
+    let cut_point = cuts.is_cut_point(frame);
+    match d {
+        Decision::Segment if !cut_point => Err(Fault::InvalidAnswer(format!(
+            "segment cut at a frame that is not a cut point (track {}, {:?}, keyframe {})",
+            f.track, f.kind, f.keyframe
+        ))),
+        Decision::None | Decision::Fragment
+            if cut_point && in_segment >= 2 * config.segment_length =>
+        {
+            Err(Fault::SegmentOverdue)
         }
-        let in_fragment = since(self.fragment_start, f);
-        let max = config.max_fragment;
-        let full_at_gop = f.kind == MediaKind::Video
-            && f.keyframe
-            && in_fragment > 0
-            && !another_gop_fits(in_fragment, since(self.gop_start, f), max);
-        if full_at_gop || in_fragment >= max {
-            Decision::Fragment
-        } else {
-            Decision::None
+        Decision::None if cuts.since_fragment(frame) >= 2 * config.max_fragment => {
+            Err(Fault::FragmentOverdue)
+        }
+        d => Ok(d),
+    }
+}
+
+/// What the cut rule sees of a frame.
+fn rule_frame(f: &FrameInfo) -> Frame {
+    Frame {
+        dts: f.dts.0,
+        video: f.kind == MediaKind::Video,
+        keyframe: f.keyframe,
+    }
+}
+
+impl From<Cut> for Decision {
+    fn from(cut: Cut) -> Self {
+        match cut {
+            Cut::None => Decision::None,
+            Cut::Fragment => Decision::Fragment,
+            Cut::Segment => Decision::Segment,
         }
     }
+}
 
-    /// Holds the plugin's answer to the cutting rules.
-    fn check(
-        &mut self,
-        d: Decision,
-        f: &FrameInfo,
-        config: &SegmenterConfig,
-    ) -> Result<Decision, Fault> {
-        self.saw_video |= f.kind == MediaKind::Video;
-        let Some(start) = self.segment_start else {
-            // The first frame of a run opens the first segment whatever the plugin says.
-            return Ok(Decision::Segment);
-        };
-        let cut_point = self.cut_point(f);
+impl From<Decision> for Cut {
+    fn from(d: Decision) -> Self {
         match d {
-            Decision::Segment if !cut_point => Err(Fault::InvalidAnswer(format!(
-                "segment cut at a frame that is not a cut point (track {}, {:?}, keyframe {})",
-                f.track, f.kind, f.keyframe
-            ))),
-            Decision::None | Decision::Fragment
-                if cut_point && since(start, f) >= 2 * config.segment_length =>
-            {
-                Err(Fault::SegmentOverdue)
-            }
-            Decision::None if since(self.fragment_start, f) >= 2 * config.max_fragment => {
-                Err(Fault::FragmentOverdue)
-            }
-            d => Ok(d),
+            Decision::None => Cut::None,
+            Decision::Fragment => Cut::Fragment,
+            Decision::Segment => Cut::Segment,
         }
     }
-
-    fn record(&mut self, d: Decision, f: &FrameInfo) {
-        self.saw_video |= f.kind == MediaKind::Video;
-        if f.kind == MediaKind::Video && f.keyframe {
-            self.gop_start = f.dts.0;
-        }
-        match d {
-            Decision::Segment => {
-                self.segment_start = Some(f.dts.0);
-                self.fragment_start = f.dts.0;
-            }
-            Decision::Fragment => self.fragment_start = f.dts.0,
-            Decision::None => {}
-        }
-    }
-}
-
-/// Whether a segment `so_far` long has reached `length`, with segmenter-gop's 0.1 % slack for
-/// the wall-clock slew (up to 500 ppm) that can make the keyframe at `length` read early.
-fn segment_is_due(so_far: u64, length: u64) -> bool {
-    so_far.saturating_add(length / 1000) >= length
-}
-
-/// Whether a fragment `so_far` long can take one more GOP as long as the one just closed
-/// without exceeding `max`, allowing 1 % for the wall-clock slew in timestamps.
-fn another_gop_fits(so_far: u64, gop: u64, max: u64) -> bool {
-    so_far.saturating_add(gop) <= max + max / 100
-}
-
-/// Ticks from `start` to the frame (0 if the frame is earlier, e.g. after a clock step).
-fn since(start: i64, f: &FrameInfo) -> u64 {
-    u64::try_from(f.dts.0.saturating_sub(start)).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -288,8 +249,11 @@ mod tests {
                 keyframe: i % gop == 0,
                 size: 1000,
             };
-            let d = cuts.fallback(&f, &config);
-            cuts.record(d, &f);
+            let frame = rule_frame(&f);
+            let d: Decision = cuts
+                .decide(frame, config.segment_length, config.max_fragment)
+                .into();
+            cuts.record(d.into(), frame);
             if d != Decision::None {
                 found.push((i, d));
             }
