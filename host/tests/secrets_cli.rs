@@ -67,6 +67,22 @@ fn refused_urls_and_store_urls_never_show_their_secrets() {
         }
     }
 
+    // A secret read from a file is used and not shown.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "S3CRET-VALIDATE\n").unwrap();
+    let param_file = format!("rtspPassword={}", file.display());
+    let (status, out) = mediagraph(&[
+        "validate",
+        topology,
+        "--param",
+        "rtspUrl=rtsp://127.0.0.1:8554/cam1",
+        "--param-file",
+        &param_file,
+        "--json",
+    ]);
+    assert_eq!(status, 0, "{out}");
+    assert!(!out.contains("S3CRET-VALIDATE"), "{out}");
     let (status, out) = mediagraph(&["validate", topology, "--param", "cachePath=/../../tmp/x"]);
     assert_eq!(status, 2, "{out}");
     assert!(

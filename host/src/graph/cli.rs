@@ -74,15 +74,8 @@ fn read(path: &Path) -> Result<String, RunError> {
 
 pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
     let topology_json = read(&args.topology)?;
-    let mut params = args.params.clone();
-    for (name, file) in &args.param_files {
-        let value = read(Path::new(file))?;
-        let value = value.strip_suffix('\n').unwrap_or(&value);
-        params.push((
-            name.clone(),
-            value.strip_suffix('\r').unwrap_or(value).to_owned(),
-        ));
-    }
+    let params = topology::cli::with_param_files(&args.params, &args.param_files)
+        .map_err(|(path, source)| RunError::Read { path, source })?;
     let events = EventBus::new();
     let plugins = PluginHost::new(
         args.data_dir.as_ref().map(|d| d.join("plugins")),

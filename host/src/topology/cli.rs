@@ -19,6 +19,10 @@ pub struct ValidateArgs {
     /// Parameter value, applied over the instance's; may be repeated.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// Parameter value read from a file (a trailing newline is dropped), for secrets that must
+    /// not be on the command line; may be repeated.
+    #[arg(long = "param-file", value_name = "NAME=FILE", value_parser = parse_param)]
+    pub param_files: Vec<(String, String)>,
     /// Print JSON: the LVA error body when invalid, the resolved graph when valid.
     #[arg(long)]
     pub json: bool,
@@ -41,8 +45,27 @@ pub const EXIT_INVALID: u8 = 2;
 fn parse_param(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err(format!("expected NAME=VALUE, got '{text}'")),
+        // The text is not echoed: it may be a secret typed without its name.
+        _ => Err("expected NAME=VALUE".to_owned()),
     }
+}
+
+/// `params` followed by the values of `files` (`NAME=FILE` pairs), each read from its file
+/// without a trailing newline: `--param-file` keeps secrets out of `/proc/*/cmdline`.
+pub fn with_param_files(
+    params: &[(String, String)],
+    files: &[(String, String)],
+) -> Result<Vec<(String, String)>, (PathBuf, std::io::Error)> {
+    let mut all = params.to_vec();
+    for (name, file) in files {
+        let text = std::fs::read_to_string(file).map_err(|e| (PathBuf::from(file), e))?;
+        let value = text.strip_suffix('\n').unwrap_or(&text);
+        all.push((
+            name.clone(),
+            value.strip_suffix('\r').unwrap_or(value).to_owned(),
+        ));
+    }
+    Ok(all)
 }
 
 fn read(path: &Path) -> Result<String, CliError> {
@@ -56,10 +79,12 @@ fn read(path: &Path) -> Result<String, CliError> {
 pub fn run_validate(args: &ValidateArgs, plugins: &dyn PluginLookup) -> Result<ExitCode, CliError> {
     let topology = read(&args.topology)?;
     let instance = args.instance.as_deref().map(read).transpose()?;
+    let params = with_param_files(&args.params, &args.param_files)
+        .map_err(|(path, source)| CliError::Read { path, source })?;
     let validation = check(
         &topology,
         instance.as_deref(),
-        &args.params,
+        &params,
         plugins,
         SystemTime::now(),
     );
