@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # On a fresh machine the peers are missing: install them (CI's .ci/run always does).
-if ! command -v ffprobe >/dev/null ||
+if ! command -v ffprobe >/dev/null || ! command -v strace >/dev/null ||
   ! python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')" 2>/dev/null ||
   ! rustup target list --installed | grep -qx wasm32-wasip2 ||
   [ ! -d tests/node_modules/azurite ] || [ ! -d tests/node_modules/playwright-core ] ||

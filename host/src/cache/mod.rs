@@ -9,7 +9,9 @@
 //! - `<id>.open` + `<id>.journal`: the segment being written. The journal's first line is a
 //!   JSON header; each further line `"<byte_end> <end_ticks>\n"` is appended only after the
 //!   fragment's bytes are written and `fdatasync`ed, so every journal line describes durable
-//!   bytes.
+//!   bytes. The journal line is itself `fdatasync`ed before the append returns (before the next
+//!   fragment is written), and the header and the directory entries of both files are synced
+//!   before the first fragment: after a power cut at most the fragment being written is lost.
 //! - `<id>_<run>_<seq>_<start>_<end>_<codecs>.<ext>`: a sealed segment. It appears only by an
 //!   atomic rename after the file was fsynced, and the directory is fsynced after the rename.
 //! - `uploaded.log`: ids marked uploaded (fsynced append). `gaps.log`: JSON lines of gaps.
@@ -494,6 +496,9 @@ impl Cache {
             .map_err(io("create", &name))?;
         let mut line = serde_json::to_string(&header).expect("header serializes");
         line.push('\n');
+        // The header and both directory entries are durable before the first fragment is:
+        // recovery removes an `.open` whose journal has no header, and after a power cut a
+        // file whose directory entry was never synced is gone whatever its data.
         let journal = self
             .dir
             .open_with(&jname, OpenOptions::new().append(true).create_new(true))
@@ -501,6 +506,8 @@ impl Cache {
             .and_then(|mut j| {
                 j.write_all(line.as_bytes())
                     .map_err(io("write", &jname))
+                    .and_then(|()| j.sync_data().map_err(io("fsync", &jname)))
+                    .and_then(|()| sync_dir(&self.dir))
                     .map(|()| j)
             });
         let journal = match journal {
@@ -653,9 +660,13 @@ impl Cache {
             // Data before journal: a journal line may only describe bytes already on disk.
             .and_then(|()| open.file.sync_data().map_err(io("fsync", &name)))
             .and_then(|()| {
+                let jname = format!("{:012}.journal", open.id.0);
+                // Journal before acknowledging: once this returns, the fragment survives a
+                // power cut, not only a crash of the process.
                 open.journal
                     .write_all(line.as_bytes())
-                    .map_err(io("append", format!("{:012}.journal", open.id.0)))
+                    .map_err(io("append", &jname))
+                    .and_then(|()| open.journal.sync_data().map_err(io("fsync", &jname)))
             });
         if let Err(e) = written {
             // All or nothing: cut the file and the journal back to the last whole fragment
