@@ -176,7 +176,8 @@ fn segmenter_gop_caps_fragments_at_max_fragment_and_never_cuts_a_segment_on_audi
 }
 
 fn entries() -> Vec<CacheEntry> {
-    // Ids deliberately out of time order; even ids uploaded.
+    // Ids (the cache's recording order) deliberately disagree with the start times, as after
+    // the wall clock stepped back; entries 7 and 9 are uploaded.
     [
         (7, 3, true),
         (3, 0, false),
@@ -196,7 +197,7 @@ fn entries() -> Vec<CacheEntry> {
 }
 
 #[test]
-fn evict_oldest_deletes_oldest_first_until_the_incoming_bytes_fit() {
+fn evict_oldest_deletes_the_oldest_ids_first_until_the_incoming_bytes_fit() {
     let (host, events) = host();
     let mut e = host.evictor(None, "/t/cache").unwrap();
     assert_eq!(e.plugin(), "evict-oldest");
@@ -205,7 +206,8 @@ fn evict_oldest_deletes_oldest_first_until_the_incoming_bytes_fit() {
         used_bytes: 500,
         incoming_bytes: 150,
     };
-    assert_eq!(e.choose(&entries(), budget), vec![3, 9]);
+    // Recording order, not wall-clock order: the clock may have stepped back.
+    assert_eq!(e.choose(&entries(), budget), vec![3, 4]);
     let fits = Budget {
         incoming_bytes: 0,
         ..budget
@@ -215,7 +217,7 @@ fn evict_oldest_deletes_oldest_first_until_the_incoming_bytes_fit() {
         limit_bytes: 10,
         ..budget
     };
-    assert_eq!(e.choose(&entries(), everything), vec![3, 9, 4, 7, 5]);
+    assert_eq!(e.choose(&entries(), everything), vec![3, 4, 5, 7, 9]);
     no_faults(&events);
 }
 
@@ -230,8 +232,8 @@ fn evict_uploaded_first_spares_media_not_yet_uploaded() {
         used_bytes: 500,
         incoming_bytes: 250,
     };
-    // Uploaded: 9 (slot 1), 7 (slot 3); then the oldest not uploaded: 3 (slot 0).
-    assert_eq!(e.choose(&entries(), budget), vec![9, 7, 3]);
+    // Uploaded, oldest id first: 7, 9; then the oldest not uploaded: 3.
+    assert_eq!(e.choose(&entries(), budget), vec![7, 9, 3]);
     no_faults(&events);
 }
 
@@ -288,7 +290,8 @@ fn a_plugin_directory_adds_plugins_with_manifests_and_reports_bad_ones() {
         used_bytes: 500,
         incoming_bytes: 50,
     };
-    assert_eq!(e.choose(&entries(), budget), vec![9]);
+    // evict-uploaded-first's rule: the uploaded entry with the lowest id.
+    assert_eq!(e.choose(&entries(), budget), vec![7]);
 
     let rejected: Vec<String> = host
         .rejected()

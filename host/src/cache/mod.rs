@@ -5,6 +5,10 @@
 //! and the gap log. It must not know container formats (bytes come from the recorder) nor
 //! choose eviction victims (a chooser passed in decides; the cache verifies and deletes).
 //!
+//! Parts: [`names`] (file names), [`recovery`] (start-up reconciliation), [`logs`] (the two
+//! logs, compaction, atomic replacement), [`writer`] (the open segment: begin, append, seal),
+//! [`evict`] (making room).
+//!
 //! On-disk layout (all names produced here, never taken from topology values):
 //! - `<id>.open` + `<id>.journal`: the segment being written. The journal's first line is a
 //!   JSON header; each further line `"<byte_end> <end_ticks>\n"` is appended only after the
@@ -15,8 +19,18 @@
 //! - `<id>_<run>_<seq>_<start>_<end>_<codecs>.<ext>`: a sealed segment. It appears only by an
 //!   atomic rename after the file was fsynced, and the directory is fsynced after the rename.
 //! - `uploaded.log`: ids marked uploaded (fsynced append). `gaps.log`: JSON lines of gaps.
+//!   Both count against the budget and are compacted while running (see [`logs`]).
 //! - `running`: present while a recorder owns the cache; found at start-up it means a crash.
 //! - `*.tmp`: never valid; removed at start-up.
+//!
+//! Ids are handed out in recording order and never reused, even after every segment is gone
+//! (`uploaded.log` keeps the high-water mark): ids, not wall-clock times, order eviction.
+//!
+//! Locks: the index lock is held only for memory operations, never across a file-system
+//! call. The open segment (recorder only), `uploaded.log` (uploader only) and `gaps.log`
+//! (recorder only) each have their own lock, held across their writes and syncs: a slow sync
+//! only ever waits the party that asked for it, and `used_bytes` (the progress line) never
+//! waits on a disk.
 //!
 //! A full file system (ENOSPC, EDQUOT) on any write leaves every file as it was before that
 //! write: a partly written fragment or log line is cut off again, so sealed segments, the
@@ -24,19 +38,29 @@
 //! ([`CacheError::is_disk_full`]) for the recorder to decide (evict, drop); a gap that cannot be
 //! logged is kept in memory and logged with the next durable write.
 
-use std::collections::BTreeMap;
-use std::io::{IoSlice, Read, Seek, SeekFrom, Write};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, File, OpenOptions};
+use cap_std::fs::{Dir, File};
 use serde::{Deserialize, Serialize};
 
 use crate::sync::LockExt;
 use crate::time::Ticks90k;
 
-/// Monotonically increasing per cache.
+mod evict;
+mod logs;
+mod names;
+mod recovery;
+mod writer;
+
+use logs::{AppendLog, GAPS_LOG, UPLOADED_LOG};
+pub use names::sanitize_dir_name;
+use recovery::RUNNING;
+
+/// Monotonically increasing per cache, never reused: the recording order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SegmentId(pub u64);
 
@@ -63,6 +87,8 @@ pub enum GapCause {
     CameraOffline,
     EvictedBeforeUpload,
     Crash,
+    /// The wall clock stepped. A step back gives a gap whose `end` is before its `start`: the
+    /// next media recorded is stamped earlier than the newest media before it.
     ClockJump,
     /// The recorder was stopped cleanly and later started again.
     RecorderStopped,
@@ -83,7 +109,7 @@ pub struct Gap {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Budget {
     pub limit_bytes: u64,
-    /// Sealed segments plus the open segment.
+    /// Sealed segments, the open segment and the logs.
     pub used_bytes: u64,
     pub incoming_bytes: u64,
 }
@@ -120,16 +146,35 @@ impl CacheError {
         matches!(self, CacheError::Io { source, .. } if is_disk_full(source))
     }
 
-    /// `ENOSPC`/`EDQUOT` for a full disk, else the I/O error kind; `None` if not an I/O error.
+    /// The cache's disk failed for another reason than room: read-only (EROFS), I/O error
+    /// (EIO), permissions (EACCES, EPERM) and the like.
+    pub fn is_disk_error(&self) -> bool {
+        matches!(self, CacheError::Io { source, .. } if !is_disk_full(source))
+    }
+
+    /// The errno name (`ENOSPC`, `EROFS`, `EIO`, `EACCES`, ...), else the I/O error kind;
+    /// `None` if not an I/O error.
     pub fn io_code(&self) -> Option<String> {
-        match self {
-            CacheError::Io { source, .. } => Some(match source.kind() {
-                std::io::ErrorKind::StorageFull => "ENOSPC".to_owned(),
-                std::io::ErrorKind::QuotaExceeded => "EDQUOT".to_owned(),
-                kind => format!("{kind:?}"),
-            }),
+        let CacheError::Io { source, .. } = self else {
+            return None;
+        };
+        let known = match source.raw_os_error() {
+            Some(libc::ENOSPC) => Some("ENOSPC"),
+            Some(libc::EDQUOT) => Some("EDQUOT"),
+            Some(libc::EROFS) => Some("EROFS"),
+            Some(libc::EIO) => Some("EIO"),
+            Some(libc::EACCES) => Some("EACCES"),
+            Some(libc::EPERM) => Some("EPERM"),
+            Some(libc::ENOENT) => Some("ENOENT"),
+            Some(libc::EMFILE) => Some("EMFILE"),
             _ => None,
-        }
+        };
+        Some(match (known, source.kind()) {
+            (Some(name), _) => name.to_owned(),
+            (None, std::io::ErrorKind::StorageFull) => "ENOSPC".to_owned(),
+            (None, std::io::ErrorKind::QuotaExceeded) => "EDQUOT".to_owned(),
+            (None, kind) => format!("{kind:?}"),
+        })
     }
 }
 
@@ -167,101 +212,51 @@ struct JournalHeader {
     ext: String,
 }
 
-struct OpenSeg {
-    id: SegmentId,
-    header: JournalHeader,
-    file: File,
-    journal: File,
-    /// Length of the journal file: a failed append is cut back to it.
-    journal_len: u64,
-    bytes: u64,
-    end: Ticks90k,
-    fragments: u64,
-}
-
-struct State {
+/// The in-memory index. Its lock is never held across a file-system call.
+struct Index {
     sealed: BTreeMap<SegmentId, SegmentMeta>,
-    open: Option<OpenSeg>,
+    sealed_bytes: u64,
     next_id: u64,
     next_run: RunId,
+    /// The segment the uploader opened last and has not marked yet.
+    uploading: Option<SegmentId>,
+    /// That segment, if it was evicted meanwhile, with the gap its eviction logged: if its
+    /// mark comes, the blob exists, so the mark is taken and the gap taken back.
+    evicted_uploading: Option<(SegmentId, RunId, Option<Gap>)>,
+    /// Victims whose gap is logged but whose file could not be removed yet.
+    gap_logged: HashSet<SegmentId>,
+}
+
+/// `gaps.log` with every gap in memory (the newest ones, as compaction keeps them).
+struct GapLog {
+    log: AppendLog,
     gaps: Vec<Gap>,
     /// Gaps not yet in `gaps.log` because the disk was full; written with the next write.
-    unlogged_gaps: Vec<Gap>,
-    /// Segments whose seal failed before the rename (e.g. a full disk): complete up to their
-    /// last fragment, counted in `used`, sealed again by the next `begin_segment`/`seal`.
-    unsealed: Vec<Unsealed>,
-    uploaded_log: AppendLog,
-    gaps_log: AppendLog,
-}
-
-/// An fsynced append-only log whose appends are all or nothing: a failed append (a full disk)
-/// is cut back, so no torn line can glue itself to the next one.
-struct AppendLog {
-    name: &'static str,
-    file: File,
-    len: u64,
-}
-
-impl AppendLog {
-    fn open(dir: &Dir, name: &'static str) -> Result<Self, CacheError> {
-        let file = dir
-            .open_with(name, OpenOptions::new().append(true).create(true))
-            .map_err(io("open", name))?;
-        let len = file.metadata().map_err(io("stat", name))?.len();
-        Ok(Self { name, file, len })
-    }
-
-    fn append(&mut self, line: &str) -> Result<(), CacheError> {
-        let result = self
-            .file
-            .write_all(line.as_bytes())
-            .map_err(io("append", self.name))
-            .and_then(|()| self.file.sync_data().map_err(io("fsync", self.name)));
-        match result {
-            Ok(()) => {
-                self.len += line.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                if let Err(cut) = self.file.set_len(self.len) {
-                    tracing::error!(log = self.name, error = %cut, "cannot cut back a failed append");
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-/// A closed `.open` file waiting to be sealed.
-struct Unsealed {
-    id: SegmentId,
-    header: JournalHeader,
-    end: Ticks90k,
-    bytes: u64,
-}
-
-impl State {
-    fn used(&self) -> u64 {
-        self.sealed.values().map(|m| m.bytes).sum::<u64>()
-            + self.open.as_ref().map_or(0, |o| o.bytes)
-            + self.unsealed.iter().map(|u| u.bytes).sum::<u64>()
-    }
+    unlogged: Vec<Gap>,
 }
 
 /// Shared as `Arc<Cache>`: the recorder writes, the uploader reads and marks.
 pub struct Cache {
     dir: Dir,
     limit: u64,
-    state: Mutex<State>,
+    index: Mutex<Index>,
+    writer: Mutex<writer::Writer>,
+    uploaded_log: Mutex<AppendLog>,
+    gaps_log: Mutex<GapLog>,
+    /// Bytes of the open segment and of segments whose seal failed (the writer's files).
+    writer_bytes: AtomicU64,
+    /// Bytes of `uploaded.log` and `gaps.log`.
+    uploaded_log_bytes: AtomicU64,
+    gaps_log_bytes: AtomicU64,
 }
 
-/// Room kept for the journal and the logs, so the directory as a whole stays within the budget:
-/// 1/64 of the budget, at most 64 KiB.
+/// Room kept for the journal, so the directory as a whole stays within the budget: 1/64 of
+/// the budget, at most 64 KiB.
 const BOOKKEEPING_BYTES: u64 = 64 * 1024;
 
-const UPLOADED_LOG: &str = "uploaded.log";
-const GAPS_LOG: &str = "gaps.log";
-const RUNNING: &str = "running";
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock_unpoisoned()
+}
 
 impl Cache {
     /// Opens (creating if needed) the cache directory at `path`, reconciles it with what is on
@@ -277,126 +272,100 @@ impl Cache {
 
     /// Like [`Cache::open`] on an already opened directory.
     pub fn open_dir(dir: Dir, limit_bytes: u64) -> Result<(Cache, Recovery), CacheError> {
-        let mut recovery = Recovery {
-            crashed: dir.exists(RUNNING),
-            ..Recovery::default()
-        };
-        let mut sealed = BTreeMap::new();
-        let mut opens = Vec::new();
-        let mut journals = Vec::new();
-        for entry in dir.entries().map_err(io("list", "."))? {
-            let entry = entry.map_err(io("list", "."))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".tmp") {
-                dir.remove_file(&name).map_err(io("remove", &name))?;
-                recovery.removed.push(name);
-            } else if let Some(id) = name.strip_suffix(".open") {
-                opens.push((id.to_owned(), name));
-            } else if let Some(id) = name.strip_suffix(".journal") {
-                journals.push((id.to_owned(), name));
-            } else if let Some(mut meta) = parse_sealed(&name) {
-                meta.bytes = entry.metadata().map_err(io("stat", &name))?.len();
-                sealed.insert(meta.id, meta);
-            }
-        }
-        for (id, name) in &journals {
-            if !opens.iter().any(|(o, _)| o == id) {
-                // The segment was sealed (renamed) but the crash came before the journal went.
-                dir.remove_file(name).map_err(io("remove", name))?;
-                recovery.removed.push(name.clone());
-            }
-        }
-        for (id, name) in opens {
-            let journal_name = format!("{id}.journal");
-            match recover_open(&dir, &name, &journal_name)? {
-                Some((meta, cut)) => {
-                    recovery.truncated_bytes += cut;
-                    recovery.sealed_open.push(meta.id);
-                    sealed.insert(meta.id, meta);
-                }
-                None => recovery.removed.push(name),
-            }
-        }
-        if !recovery.sealed_open.is_empty() {
-            recovery.crashed = true;
-        }
-
-        let uploaded_ids = read_uploaded(&dir)?;
-        for id in uploaded_ids {
-            if let Some(m) = sealed.get_mut(&id) {
+        let (mut sealed, recovery) = recovery::reconcile(&dir)?;
+        let uploaded = logs::read_uploaded(&dir)?;
+        for id in &uploaded.ids {
+            if let Some(m) = sealed.get_mut(id) {
                 m.uploaded = true;
             }
         }
-        // Rewrite the uploaded log with only live ids so it does not grow forever.
-        let live: String = sealed
+        let next_id = sealed
+            .keys()
+            .next_back()
+            .map_or(1, |k| k.0 + 1)
+            .max(uploaded.next_id);
+        let next_run = sealed
             .values()
-            .filter(|m| m.uploaded)
-            .map(|m| format!("{}\n", m.id.0))
-            .collect();
-        if let Err(e) = write_atomically(&dir, UPLOADED_LOG, live.as_bytes()) {
-            // Compaction is an optimisation: on a full disk start with the log as it is.
+            .map(|m| m.run + 1)
+            .max()
+            .unwrap_or(1)
+            .max(uploaded.next_run);
+        let mut uploaded_log = AppendLog::open(&dir, UPLOADED_LOG)?;
+        // Keep only live ids (and the high-water mark) so the log does not grow forever.
+        let live = logs::uploaded_compacted(
+            next_id,
+            next_run,
+            sealed
+                .values()
+                .filter(|m| m.uploaded)
+                .map(|m| (m.id, m.run)),
+        );
+        if let Err(e) = uploaded_log.replace(&dir, &live) {
+            // Compaction is an optimisation: on a full disk start with the log as it is (ids
+            // still continue above everything it names).
             if !e.is_disk_full() {
                 return Err(e);
             }
             tracing::warn!(error = %e, "uploaded.log not compacted: the disk is full");
-            let _ = dir.remove_file(format!("{UPLOADED_LOG}.tmp"));
         }
-        let gaps = read_gaps(&dir)?;
-
-        let uploaded_log = AppendLog::open(&dir, UPLOADED_LOG)?;
+        let gaps = logs::read_gaps(&dir)?;
         let gaps_log = AppendLog::open(&dir, GAPS_LOG)?;
         dir.write(RUNNING, b"").map_err(io("create", RUNNING))?;
-        sync_dir(&dir)?;
+        logs::sync_dir(&dir)?;
 
-        let next_id = sealed.keys().next_back().map_or(1, |k| k.0 + 1);
-        let next_run = sealed.values().map(|m| m.run + 1).max().unwrap_or(1);
-        let state = State {
-            sealed,
-            open: None,
-            next_id,
-            next_run,
-            gaps,
-            unlogged_gaps: Vec::new(),
-            unsealed: Vec::new(),
-            uploaded_log,
-            gaps_log,
+        let sealed_bytes = sealed.values().map(|m| m.bytes).sum();
+        let cache = Cache {
+            dir,
+            limit: limit_bytes,
+            index: Mutex::new(Index {
+                sealed,
+                sealed_bytes,
+                next_id,
+                next_run,
+                uploading: None,
+                evicted_uploading: None,
+                gap_logged: HashSet::new(),
+            }),
+            writer: Mutex::new(writer::Writer::default()),
+            uploaded_log_bytes: AtomicU64::new(uploaded_log.len),
+            gaps_log_bytes: AtomicU64::new(gaps_log.len),
+            uploaded_log: Mutex::new(uploaded_log),
+            gaps_log: Mutex::new(GapLog {
+                log: gaps_log,
+                gaps,
+                unlogged: Vec::new(),
+            }),
+            writer_bytes: AtomicU64::new(0),
         };
-        Ok((
-            Cache {
-                dir,
-                limit: limit_bytes,
-                state: Mutex::new(state),
-            },
-            recovery,
-        ))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock_unpoisoned()
+        Ok((cache, recovery))
     }
 
     pub fn limit_bytes(&self) -> u64 {
         self.limit
     }
 
-    /// The part of the budget segment files may use.
+    /// The part of the budget segment files and logs may use (the rest is for the journal).
     fn media_limit(&self) -> u64 {
         self.limit - (self.limit / 64).min(BOOKKEEPING_BYTES)
     }
 
-    /// Bytes held now, the open segment included.
+    /// Bytes held now: sealed segments, the open segment and the two logs. Never waits on a
+    /// disk.
     pub fn used_bytes(&self) -> u64 {
-        self.lock().used()
+        lock(&self.index).sealed_bytes
+            + self.writer_bytes.load(Ordering::Acquire)
+            + self.uploaded_log_bytes.load(Ordering::Acquire)
+            + self.gaps_log_bytes.load(Ordering::Acquire)
     }
 
-    /// Every sealed segment, oldest first.
+    /// Every sealed segment, oldest (lowest id) first.
     pub fn sealed(&self) -> Vec<SegmentMeta> {
-        self.lock().sealed.values().cloned().collect()
+        lock(&self.index).sealed.values().cloned().collect()
     }
 
     /// Sealed, not yet uploaded, oldest first.
     pub fn sealed_pending(&self) -> Vec<SegmentMeta> {
-        self.lock()
+        lock(&self.index)
             .sealed
             .values()
             .filter(|m| !m.uploaded)
@@ -404,626 +373,195 @@ impl Cache {
             .collect()
     }
 
+    /// Opens a sealed segment to upload it.
     pub fn open_sealed(&self, id: SegmentId) -> Result<File, CacheError> {
-        let name = self
-            .lock()
-            .sealed
-            .get(&id)
-            .ok_or(CacheError::UnknownSegment(id))?
-            .file_name
-            .clone();
+        let name = {
+            let mut index = lock(&self.index);
+            let name = index
+                .sealed
+                .get(&id)
+                .ok_or(CacheError::UnknownSegment(id))?
+                .file_name
+                .clone();
+            index.uploading = Some(id);
+            name
+        };
         self.dir.open(&name).map_err(io("open", name))
     }
 
-    /// Durable: the mark is fsynced before this returns.
+    /// Durable: the mark is fsynced before this returns. An error means the mark is not
+    /// durable; it is kept in memory all the same (the blob is stored, so the segment is not
+    /// uploaded again by this process). A segment evicted while it was being uploaded is
+    /// marked too (its blob exists), is no error, and the gap its eviction logged is taken
+    /// back.
     pub fn mark_uploaded(&self, id: SegmentId) -> Result<(), CacheError> {
-        let mut st = self.lock();
-        let meta = st
-            .sealed
-            .get_mut(&id)
-            .ok_or(CacheError::UnknownSegment(id))?;
-        if meta.uploaded {
-            return Ok(());
-        }
-        st.uploaded_log.append(&format!("{}\n", id.0))?;
-        if let Some(meta) = st.sealed.get_mut(&id) {
-            meta.uploaded = true;
+        let mut log = lock(&self.uploaded_log);
+        let mut false_gap = None;
+        let run = {
+            let mut guard = lock(&self.index);
+            let index = &mut *guard;
+            if index.uploading == Some(id) {
+                index.uploading = None;
+            }
+            match index.sealed.get_mut(&id) {
+                Some(meta) if meta.uploaded => return Ok(()),
+                Some(meta) => {
+                    meta.uploaded = true;
+                    meta.run
+                }
+                None => match index.evicted_uploading.take() {
+                    Some((evicted, run, gap)) if evicted == id => {
+                        tracing::info!(
+                            segment = id.0,
+                            "segment evicted while it was uploaded; its blob is stored"
+                        );
+                        false_gap = gap;
+                        run
+                    }
+                    other => {
+                        index.evicted_uploading = other;
+                        return Err(CacheError::UnknownSegment(id));
+                    }
+                },
+            }
+        };
+        let result = log.append(&logs::uploaded_line(id, run));
+        self.uploaded_log_bytes.store(log.len, Ordering::Release);
+        result?;
+        self.compact_uploaded_log(&mut log);
+        drop(log);
+        if let Some(gap) = false_gap {
+            self.retract_gap(gap);
         }
         Ok(())
     }
 
+    /// Takes back a gap logged for media that was stored after all: `gaps.log` is rewritten
+    /// without it (atomically; on failure the gap stays, which only overstates a loss).
+    fn retract_gap(&self, gap: Gap) {
+        let mut g = lock(&self.gaps_log);
+        let Some(at) = g.gaps.iter().rposition(|x| *x == gap) else {
+            return;
+        };
+        g.gaps.remove(at);
+        if let Some(at) = g.unlogged.iter().rposition(|x| *x == gap) {
+            g.unlogged.remove(at);
+            return;
+        }
+        let logged = g.gaps.len() - g.unlogged.len();
+        let content: String = g.gaps[..logged].iter().map(logs::gap_line).collect();
+        if let Err(e) = g.log.replace(&self.dir, &content) {
+            tracing::warn!(error = %e, ?gap, "gaps.log keeps a gap for media that was uploaded");
+        }
+        self.gaps_log_bytes.store(g.log.len, Ordering::Release);
+    }
+
+    /// Rewrites `uploaded.log` once most of its lines name segments that are gone.
+    fn compact_uploaded_log(&self, log: &mut AppendLog) {
+        let (content, live) = {
+            let index = lock(&self.index);
+            let live: Vec<(SegmentId, RunId)> = index
+                .sealed
+                .values()
+                .filter(|m| m.uploaded)
+                .map(|m| (m.id, m.run))
+                .collect();
+            if log.lines <= 2 * live.len() as u64 + 64 {
+                return;
+            }
+            let n = live.len();
+            (
+                logs::uploaded_compacted(index.next_id, index.next_run, live.into_iter()),
+                n,
+            )
+        };
+        match log.replace(&self.dir, &content) {
+            Ok(()) => tracing::debug!(live, "uploaded.log compacted"),
+            Err(e) => tracing::warn!(error = %e, "uploaded.log not compacted"),
+        }
+        self.uploaded_log_bytes.store(log.len, Ordering::Release);
+    }
+
+    /// The gaps recorded (the newest ones, as `gaps.log` keeps them).
     pub fn gaps(&self) -> Vec<Gap> {
-        self.lock().gaps.clone()
+        lock(&self.gaps_log).gaps.clone()
     }
 
-    /// Durably records a gap.
+    /// Durably records a gap; on a full disk it is kept in memory (`gaps()` has it) until the
+    /// next durable write logs it.
     pub fn record_gap(&self, gap: Gap) -> Result<(), CacheError> {
-        let mut st = self.lock();
-        record_gap_locked(&mut st, gap)
+        let mut g = lock(&self.gaps_log);
+        g.gaps.push(gap);
+        g.unlogged.push(gap);
+        self.log_unlogged_gaps(&mut g)
     }
 
-    /// End of the newest recorded media, if any.
-    pub fn last_end(&self) -> Option<Ticks90k> {
-        let st = self.lock();
-        st.open
-            .as_ref()
-            .map(|o| o.end)
-            .or_else(|| st.sealed.values().map(|m| m.end).max())
+    /// Writes the gaps kept in memory; a full disk is not an error (they stay for the next
+    /// try). Compacts the log once it outgrows its share of the budget.
+    fn log_unlogged_gaps(&self, g: &mut GapLog) -> Result<(), CacheError> {
+        let mut result = Ok(());
+        while let Some(gap) = g.unlogged.first().copied() {
+            match g.log.append(&logs::gap_line(&gap)) {
+                Ok(()) => {
+                    g.unlogged.remove(0);
+                }
+                Err(e) if e.is_disk_full() => {
+                    tracing::warn!(error = %e, ?gap, "gap kept in memory until the disk has room");
+                    break;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let allowance = self.gaps_log_allowance();
+        if g.unlogged.is_empty() && g.log.len > allowance {
+            let (first, content) = logs::newest_gaps(&g.gaps, allowance / 2);
+            match g.log.replace(&self.dir, &content) {
+                Ok(()) => {
+                    g.gaps.drain(..first);
+                    tracing::debug!(kept = g.gaps.len(), "gaps.log compacted");
+                }
+                Err(e) => tracing::warn!(error = %e, "gaps.log not compacted"),
+            }
+        }
+        self.gaps_log_bytes.store(g.log.len, Ordering::Release);
+        result
+    }
+
+    /// `gaps.log` keeps the newest gaps within 1/128 of the budget (at least 8 KiB).
+    fn gaps_log_allowance(&self) -> u64 {
+        (self.limit / 128).max(8 * 1024)
+    }
+
+    /// Logs gaps kept in memory after a full disk, now that a write went through.
+    fn retry_unlogged_gaps(&self) {
+        let mut g = lock(&self.gaps_log);
+        if g.unlogged.is_empty() {
+            return;
+        }
+        if let Err(e) = self.log_unlogged_gaps(&mut g) {
+            tracing::warn!(error = %e, "gaps.log not written; the gaps are kept in memory");
+        }
     }
 
     /// A fresh run id, never used before in this cache.
     pub fn new_run(&self) -> RunId {
-        let mut st = self.lock();
-        let r = st.next_run;
-        st.next_run += 1;
+        let mut index = lock(&self.index);
+        let r = index.next_run;
+        index.next_run += 1;
         r
     }
 
-    /// Starts a segment; `header` is its first bytes (the formatter's init), written as part of
-    /// the first fragment's accounting.
-    pub fn begin_segment(
-        &self,
-        run: RunId,
-        sequence: u64,
-        start: Ticks90k,
-        codecs: &str,
-        ext: &str,
-    ) -> Result<SegmentId, CacheError> {
-        check_name_part("codecs", codecs, |c| {
-            c.is_ascii_alphanumeric() || ".,+-".contains(c)
-        })?;
-        check_name_part("extension", ext, |c| c.is_ascii_alphanumeric())?;
-        let mut st = self.lock();
-        if st.open.is_some() {
-            return Err(CacheError::AlreadyOpen);
-        }
-        self.retry_unsealed(&mut st);
-        let id = SegmentId(st.next_id);
-        st.next_id += 1;
-        st.next_run = st.next_run.max(run + 1);
-        let name = format!("{:012}.open", id.0);
-        let jname = format!("{:012}.journal", id.0);
-        let header = JournalHeader {
-            run,
-            sequence,
-            start,
-            codecs: codecs.to_owned(),
-            ext: ext.to_owned(),
-        };
-        let file = self
-            .dir
-            .open_with(&name, OpenOptions::new().write(true).create_new(true))
-            .map_err(io("create", &name))?;
-        let mut line = serde_json::to_string(&header).expect("header serializes");
-        line.push('\n');
-        // The header and both directory entries are durable before the first fragment is:
-        // recovery removes an `.open` whose journal has no header, and after a power cut a
-        // file whose directory entry was never synced is gone whatever its data.
-        let journal = self
-            .dir
-            .open_with(&jname, OpenOptions::new().append(true).create_new(true))
-            .map_err(io("create", &jname))
-            .and_then(|mut j| {
-                j.write_all(line.as_bytes())
-                    .map_err(io("write", &jname))
-                    .and_then(|()| j.sync_data().map_err(io("fsync", &jname)))
-                    .and_then(|()| sync_dir(&self.dir))
-                    .map(|()| j)
-            });
-        let journal = match journal {
-            Ok(j) => j,
-            Err(e) => {
-                // No segment without its header: remove both (a full disk, usually).
-                drop(file);
-                let _ = self.dir.remove_file(&name);
-                let _ = self.dir.remove_file(&jname);
-                return Err(e);
-            }
-        };
-        st.open = Some(OpenSeg {
-            id,
-            header,
-            file,
-            journal,
-            journal_len: line.len() as u64,
-            bytes: 0,
-            end: start,
-            fragments: 0,
-        });
-        Ok(id)
-    }
-
-    /// Makes room for `incoming` bytes: while over budget, asks `choose` for victims among the
-    /// sealed segments, verifies and deletes them (falling back to oldest first when the
-    /// answer is unusable), and records evicted ranges that were never uploaded as gaps.
-    pub fn reserve(
-        &self,
-        incoming: u64,
-        choose: &mut dyn FnMut(&[SegmentMeta], Budget) -> Vec<SegmentId>,
-    ) -> Result<Vec<SegmentMeta>, CacheError> {
-        let mut st = self.lock();
-        let mut evicted = Vec::new();
-        loop {
-            let used = st.used();
-            if used + incoming <= self.media_limit() {
-                return Ok(evicted);
-            }
-            if st.sealed.is_empty() {
-                let open = st.open.as_ref().map_or(0, |o| o.bytes);
-                return Err(CacheError::NoRoom {
-                    incoming,
-                    limit: self.media_limit(),
-                    open,
-                });
-            }
-            let budget = Budget {
-                limit_bytes: self.media_limit(),
-                used_bytes: used,
-                incoming_bytes: incoming,
-            };
-            self.evict_round(
-                &mut st,
-                budget,
-                choose,
-                GapCause::EvictedBeforeUpload,
-                &mut evicted,
-            )?;
-        }
-    }
-
-    /// After a write failed on a full file system: the file system, not the budget, is the
-    /// limit now. Asks `choose` to free `incoming` bytes from what the cache holds (as if the
-    /// limit were the bytes used now), deletes the victims and records the evicted spans that
-    /// were never uploaded as `EvictedDiskFull` gaps. `NoRoom` when nothing sealed is left.
-    pub fn evict_for_full_disk(
-        &self,
-        incoming: u64,
-        choose: &mut dyn FnMut(&[SegmentMeta], Budget) -> Vec<SegmentId>,
-    ) -> Result<Vec<SegmentMeta>, CacheError> {
-        let mut st = self.lock();
-        let used = st.used();
-        if st.sealed.is_empty() {
-            return Err(CacheError::NoRoom {
-                incoming,
-                limit: used,
-                open: st.open.as_ref().map_or(0, |o| o.bytes),
-            });
-        }
-        let budget = Budget {
-            limit_bytes: used,
-            used_bytes: used,
-            incoming_bytes: incoming,
-        };
-        let mut evicted = Vec::new();
-        self.evict_round(
-            &mut st,
-            budget,
-            choose,
-            GapCause::EvictedDiskFull,
-            &mut evicted,
-        )?;
-        Ok(evicted)
-    }
-
-    /// One answer of the chooser, verified (known ids, not empty; else the oldest segment),
-    /// deleted, and logged as gaps with `cause` where never uploaded. `st.sealed` is not empty.
-    fn evict_round(
-        &self,
-        st: &mut State,
-        budget: Budget,
-        choose: &mut dyn FnMut(&[SegmentMeta], Budget) -> Vec<SegmentId>,
-        cause: GapCause,
-        evicted: &mut Vec<SegmentMeta>,
-    ) -> Result<(), CacheError> {
-        let entries: Vec<SegmentMeta> = st.sealed.values().cloned().collect();
-        let mut victims: Vec<SegmentId> = choose(&entries, budget);
-        victims.sort();
-        victims.dedup();
-        let valid = !victims.is_empty() && victims.iter().all(|v| st.sealed.contains_key(v));
-        if !valid {
-            tracing::warn!(
-                ?victims,
-                "evictor answer unusable; evicting the oldest segment"
-            );
-            victims = vec![*st.sealed.keys().next().expect("not empty")];
-        }
-        for v in victims {
-            let meta = st.sealed.remove(&v).expect("verified above");
-            self.dir
-                .remove_file(&meta.file_name)
-                .map_err(io("remove", &meta.file_name))?;
-            if !meta.uploaded {
-                record_gap_locked(
-                    st,
-                    Gap {
-                        start: meta.start,
-                        end: meta.end,
-                        cause,
-                    },
-                )?;
-            }
-            evicted.push(meta);
-        }
-        sync_dir(&self.dir)
-    }
-
-    /// Appends one fragment (the concatenation of `parts`) that ends at `end`, durably.
-    /// Call [`Cache::reserve`] for its size first.
-    pub fn append_fragment(&self, parts: &[&[u8]], end: Ticks90k) -> Result<(), CacheError> {
-        let mut st = self.lock();
-        let open = st.open.as_mut().ok_or(CacheError::NotOpen)?;
-        let name = format!("{:012}.open", open.id.0);
-        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        let line = format!("{} {}\n", open.bytes + len, end.0);
-        let written = write_all_vectored(&mut open.file, parts)
-            .map_err(io("write", &name))
-            // Data before journal: a journal line may only describe bytes already on disk.
-            .and_then(|()| open.file.sync_data().map_err(io("fsync", &name)))
-            .and_then(|()| {
-                let jname = format!("{:012}.journal", open.id.0);
-                // Journal before acknowledging: once this returns, the fragment survives a
-                // power cut, not only a crash of the process.
-                open.journal
-                    .write_all(line.as_bytes())
-                    .map_err(io("append", &jname))
-                    .and_then(|()| open.journal.sync_data().map_err(io("fsync", &jname)))
-            });
-        if let Err(e) = written {
-            // All or nothing: cut the file and the journal back to the last whole fragment
-            // (a full disk writes part of a fragment, or of a journal line).
-            let cut = open
-                .file
-                .set_len(open.bytes)
-                .and_then(|()| open.file.seek(SeekFrom::Start(open.bytes)).map(drop))
-                .and_then(|()| open.journal.set_len(open.journal_len));
-            if let Err(cut) = cut {
-                tracing::error!(segment = %name, error = %cut, "cannot cut back a failed fragment; it is cut at sealing");
-            }
-            return Err(e);
-        }
-        open.bytes += len;
-        open.journal_len += line.len() as u64;
-        open.end = end;
-        open.fragments += 1;
-        log_unlogged_gaps(&mut st);
-        Ok(())
-    }
-
-    /// Bytes and fragments of the open segment.
-    pub fn open_progress(&self) -> Option<(u64, u64)> {
-        self.lock().open.as_ref().map(|o| (o.bytes, o.fragments))
-    }
-
-    /// Seals the open segment: fsync, atomic rename to its final name, fsync of the directory.
-    /// An open segment without any fragment is removed instead.
-    pub fn seal(&self) -> Result<Option<SegmentMeta>, CacheError> {
-        let mut st = self.lock();
-        self.retry_unsealed(&mut st);
-        let OpenSeg {
-            id,
-            header,
-            file,
-            journal,
-            bytes,
-            end,
-            fragments,
-            ..
-        } = st.open.take().ok_or(CacheError::NotOpen)?;
-        drop(journal);
-        if fragments == 0 {
-            let name = format!("{:012}.open", id.0);
-            let jname = format!("{:012}.journal", id.0);
-            drop(file);
-            self.dir.remove_file(&name).map_err(io("remove", &name))?;
-            self.dir.remove_file(&jname).map_err(io("remove", &jname))?;
-            return Ok(None);
-        }
-        let segment = Unsealed {
-            id,
-            header,
-            end,
-            bytes,
-        };
-        match self.finish_seal(Some(file), &segment) {
-            Ok(meta) => {
-                st.sealed.insert(meta.id, meta.clone());
-                Ok(Some(meta))
-            }
-            Err(e) => {
-                tracing::warn!(segment = id.0, error = %e, "seal failed; retried with the next segment");
-                st.unsealed.push(segment);
-                Err(e)
-            }
-        }
-    }
-
-    /// Truncate to the journaled length, fsync, rename into place; then the directory fsync
-    /// and the journal's removal, whose failure start-up reconciliation repairs.
-    fn finish_seal(&self, file: Option<File>, u: &Unsealed) -> Result<SegmentMeta, CacheError> {
-        let name = format!("{:012}.open", u.id.0);
-        let file = match file {
-            Some(f) => f,
-            None => self
-                .dir
-                .open_with(&name, OpenOptions::new().write(true))
-                .map_err(io("open", &name))?,
-        };
-        // A fragment whose failed write could not be cut back is cut here.
-        file.set_len(u.bytes).map_err(io("truncate", &name))?;
-        file.sync_all().map_err(io("fsync", &name))?;
-        drop(file);
-        let meta = sealed_meta(u.id, &u.header, u.end, u.bytes);
-        self.dir
-            .rename(&name, &self.dir, &meta.file_name)
-            .map_err(io("rename", &name))?;
-        let jname = format!("{:012}.journal", u.id.0);
-        let rest = sync_dir(&self.dir)
-            .and_then(|()| self.dir.remove_file(&jname).map_err(io("remove", &jname)));
-        if let Err(e) = rest {
-            tracing::warn!(segment = %meta.file_name, error = %e, "sealed, but the directory fsync or the journal removal failed; start-up reconciles it");
-        }
-        Ok(meta)
-    }
-
-    fn retry_unsealed(&self, st: &mut State) {
-        for u in std::mem::take(&mut st.unsealed) {
-            match self.finish_seal(None, &u) {
-                Ok(meta) => {
-                    tracing::info!(segment = %meta.file_name, "sealed after an earlier failure");
-                    st.sealed.insert(meta.id, meta);
-                }
-                Err(_) => st.unsealed.push(u),
-            }
-        }
-    }
-
-    /// Clean shutdown: the next start-up will not report a crash. Seal first.
+    /// Clean shutdown: the next start-up will not report a crash. Seals first.
     pub fn close(&self) -> Result<(), CacheError> {
-        if self.lock().open.is_some() {
-            self.seal()?;
-        } else {
-            let mut st = self.lock();
-            self.retry_unsealed(&mut st);
-        }
+        self.seal_for_close()?;
         self.dir
             .remove_file(RUNNING)
             .map_err(io("remove", RUNNING))?;
-        sync_dir(&self.dir)
+        logs::sync_dir(&self.dir)
     }
-}
-
-/// Logs the gap durably; on a full disk keeps it in memory (`gaps()` has it) until the next
-/// durable write logs it.
-fn record_gap_locked(st: &mut State, gap: Gap) -> Result<(), CacheError> {
-    st.gaps.push(gap);
-    st.unlogged_gaps.push(gap);
-    log_unlogged_gaps_or(st)
-}
-
-fn log_unlogged_gaps(st: &mut State) {
-    if let Err(e) = log_unlogged_gaps_or(st) {
-        tracing::warn!(error = %e, "gaps.log not written; the gaps are kept in memory");
-    }
-}
-
-/// Writes the gaps kept in memory; a full disk is not an error (they stay for the next try).
-fn log_unlogged_gaps_or(st: &mut State) -> Result<(), CacheError> {
-    while let Some(gap) = st.unlogged_gaps.first().copied() {
-        let mut line = serde_json::to_string(&gap).expect("gap serializes");
-        line.push('\n');
-        match st.gaps_log.append(&line) {
-            Ok(()) => {
-                st.unlogged_gaps.remove(0);
-            }
-            Err(e) if e.is_disk_full() => {
-                tracing::warn!(error = %e, ?gap, "gap kept in memory until the disk has room");
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn check_name_part(
-    what: &'static str,
-    value: &str,
-    ok: impl Fn(char) -> bool,
-) -> Result<(), CacheError> {
-    if value.is_empty() || value.len() > 200 || !value.chars().all(ok) {
-        return Err(CacheError::BadName {
-            what,
-            value: value.to_owned(),
-        });
-    }
-    Ok(())
-}
-
-fn sealed_meta(id: SegmentId, h: &JournalHeader, end: Ticks90k, bytes: u64) -> SegmentMeta {
-    let file_name = format!(
-        "{:012}_{}_{}_{}_{}_{}.{}",
-        id.0,
-        h.run,
-        h.sequence,
-        h.start.0,
-        end.0,
-        h.codecs.replace(',', "+"),
-        h.ext
-    );
-    SegmentMeta {
-        id,
-        run: h.run,
-        sequence: h.sequence,
-        start: h.start,
-        end,
-        bytes,
-        codecs: h.codecs.clone(),
-        file_name,
-        uploaded: false,
-    }
-}
-
-fn parse_sealed(name: &str) -> Option<SegmentMeta> {
-    let parts: Vec<&str> = name.splitn(6, '_').collect();
-    let [id, run, seq, start, end, rest] = parts.as_slice() else {
-        return None;
-    };
-    let (codecs, _ext) = rest.rsplit_once('.')?;
-    Some(SegmentMeta {
-        id: SegmentId(id.parse().ok()?),
-        run: run.parse().ok()?,
-        sequence: seq.parse().ok()?,
-        start: Ticks90k(start.parse().ok()?),
-        end: Ticks90k(end.parse().ok()?),
-        bytes: 0,
-        codecs: codecs.replace('+', ","),
-        file_name: name.to_owned(),
-        uploaded: false,
-    })
-}
-
-/// Seals a segment left open by a crash up to its last journaled fragment whose bytes are
-/// on disk; removes it if it has none. Returns the sealed meta and the bytes cut off.
-fn recover_open(
-    dir: &Dir,
-    name: &str,
-    journal_name: &str,
-) -> Result<Option<(SegmentMeta, u64)>, CacheError> {
-    let id: u64 = name
-        .trim_end_matches(".open")
-        .parse()
-        .map_err(|_| CacheError::BadName {
-            what: "open segment",
-            value: name.to_owned(),
-        })?;
-    let mut text = String::new();
-    if let Ok(mut j) = dir.open(journal_name) {
-        j.read_to_string(&mut text)
-            .map_err(io("read", journal_name))?;
-    }
-    let file = dir
-        .open_with(name, OpenOptions::new().read(true).write(true))
-        .map_err(io("open", name))?;
-    let len = file.metadata().map_err(io("stat", name))?.len();
-    let mut lines = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
-    let header: Option<JournalHeader> = lines.next().and_then(|l| serde_json::from_str(l).ok());
-    let mut last: Option<(u64, Ticks90k)> = None;
-    if header.is_some() {
-        for l in lines {
-            let mut it = l.split_whitespace();
-            let (Some(b), Some(t)) = (
-                it.next().and_then(|b| b.parse().ok()),
-                it.next().and_then(|t| t.parse().ok()),
-            ) else {
-                break;
-            };
-            if b > len {
-                break;
-            }
-            last = Some((b, Ticks90k(t)));
-        }
-    }
-    let (Some(header), Some((bytes, end))) = (header, last) else {
-        drop(file);
-        dir.remove_file(name).map_err(io("remove", name))?;
-        if dir.exists(journal_name) {
-            dir.remove_file(journal_name)
-                .map_err(io("remove", journal_name))?;
-        }
-        sync_dir(dir)?;
-        return Ok(None);
-    };
-    file.set_len(bytes).map_err(io("truncate", name))?;
-    file.sync_all().map_err(io("fsync", name))?;
-    drop(file);
-    let meta = sealed_meta(SegmentId(id), &header, end, bytes);
-    dir.rename(name, dir, &meta.file_name)
-        .map_err(io("rename", name))?;
-    sync_dir(dir)?;
-    dir.remove_file(journal_name)
-        .map_err(io("remove", journal_name))?;
-    tracing::info!(segment = %meta.file_name, cut = len - bytes, "sealed a segment left open by a crash");
-    Ok(Some((meta, len - bytes)))
-}
-
-fn read_uploaded(dir: &Dir) -> Result<Vec<SegmentId>, CacheError> {
-    let text = match dir.read_to_string(UPLOADED_LOG) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io("read", UPLOADED_LOG)(e)),
-    };
-    Ok(text
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .map(SegmentId)
-        .collect())
-}
-
-fn read_gaps(dir: &Dir) -> Result<Vec<Gap>, CacheError> {
-    let text = match dir.read_to_string(GAPS_LOG) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io("read", GAPS_LOG)(e)),
-    };
-    // A torn last line (crash mid-append) is skipped; complete lines were fsynced.
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
-}
-
-/// Writes every part in as few system calls as the kernel allows: a fragment is dozens of
-/// slices (boxes and spliced frame payloads), and one write per slice costs more than the copy.
-fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-    let mut rest = &mut slices[..];
-    IoSlice::advance_slices(&mut rest, 0); // skips empty leading parts
-    while !rest.is_empty() {
-        match file.write_vectored(rest) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut rest, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-fn write_atomically(dir: &Dir, name: &str, data: &[u8]) -> Result<(), CacheError> {
-    let tmp = format!("{name}.tmp");
-    let mut f = dir.create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(data).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("fsync", &tmp))?;
-    drop(f);
-    dir.rename(&tmp, dir, name).map_err(io("rename", &tmp))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Dir) -> Result<(), CacheError> {
-    dir.open(".")
-        .and_then(|d| d.sync_all())
-        .map_err(io("fsync", "."))
-}
-
-/// Makes a directory name from topology values (instance, sink node): anything outside
-/// `[A-Za-z0-9._-]` becomes `_`, and names that would mean something to the file system are
-/// prefixed so they cannot.
-pub fn sanitize_dir_name(raw: &str) -> String {
-    let mut s: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(200)
-        .collect();
-    if s.is_empty() || s.starts_with('.') {
-        s.insert(0, '_');
-    }
-    s
 }
 
 #[cfg(test)]

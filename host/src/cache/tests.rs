@@ -133,17 +133,20 @@ fn open_segment_without_a_complete_fragment_is_removed() {
 #[test]
 fn reserve_evicts_per_chooser_and_records_unuploaded_ranges_as_gaps() {
     let tmp = tempfile::tempdir().unwrap();
-    let (c, _) = open(tmp.path(), 30);
-    let a = write_segment(&c, 1, 0, T0, &[&[1; 10]]);
-    let b = write_segment(&c, 1, 1, a.end, &[&[2; 10]]);
-    let d = write_segment(&c, 1, 2, b.end, &[&[3; 10]]);
+    // 1/64 of the budget is kept for the journal: segments and logs may use 6300 bytes.
+    let (c, _) = open(tmp.path(), 6400);
+    let a = write_segment(&c, 1, 0, T0, &[&[1; 2000]]);
+    let b = write_segment(&c, 1, 1, a.end, &[&[2; 2000]]);
+    let d = write_segment(&c, 1, 2, b.end, &[&[3; 2000]]);
     c.mark_uploaded(b.id).unwrap();
+    let logs = || file_bytes(tmp.path(), "uploaded.log") + file_bytes(tmp.path(), "gaps.log");
+    let before = logs();
     // The chooser prefers uploaded data; the host follows it.
     let evicted = c
-        .reserve(5, &mut |entries, budget| {
+        .reserve(500, &mut |entries, budget| {
             assert_eq!(
                 (budget.used_bytes, budget.limit_bytes, budget.incoming_bytes),
-                (30, 30, 5)
+                (6000 + before, 6300, 500)
             );
             entries
                 .iter()
@@ -161,7 +164,8 @@ fn reserve_evicts_per_chooser_and_records_unuploaded_ranges_as_gaps() {
     );
     assert!(c.gaps().is_empty(), "uploaded data evicted is not a gap");
     // A chooser naming an unknown id is overruled: oldest first.
-    let evicted = c.reserve(15, &mut |_, _| vec![SegmentId(999)]).unwrap();
+    let evicted = c.reserve(4000, &mut |_, _| vec![SegmentId(999)]).unwrap();
+    assert_eq!(evicted.len(), 1);
     assert_eq!(evicted[0].id, a.id);
     assert_eq!(
         c.gaps(),
@@ -172,20 +176,20 @@ fn reserve_evicts_per_chooser_and_records_unuploaded_ranges_as_gaps() {
         }]
     );
     assert_eq!(c.sealed(), vec![d.clone()]);
-    // The open segment counts against the budget.
+    // The open segment and the logs count against the budget.
     c.begin_segment(1, 3, d.end, "avc1.64001F", "mp4").unwrap();
-    c.append_fragment(&[&[4; 15]], d.end + 90_000).unwrap();
-    assert_eq!(c.used_bytes(), 25);
+    c.append_fragment(&[&[4; 3000]], d.end + 90_000).unwrap();
+    assert_eq!(c.used_bytes(), 5000 + logs());
     let err = c
-        .reserve(20, &mut |e, _| e.iter().map(|e| e.id).collect())
+        .reserve(4000, &mut |e, _| e.iter().map(|e| e.id).collect())
         .unwrap_err();
     assert!(
         matches!(
             err,
             CacheError::NoRoom {
-                incoming: 20,
-                limit: 30,
-                open: 15
+                incoming: 4000,
+                limit: 6300,
+                open: 3000
             }
         ),
         "{err}"
@@ -195,7 +199,7 @@ fn reserve_evicts_per_chooser_and_records_unuploaded_ranges_as_gaps() {
         "everything sealed was evicted before giving up"
     );
     c.close().unwrap();
-    let (c, _) = open(tmp.path(), 30);
+    let (c, _) = open(tmp.path(), 6400);
     assert_eq!(c.gaps().len(), 2, "gaps are durable");
 }
 
@@ -239,7 +243,8 @@ fn a_failed_seal_keeps_the_segment_counted_and_the_next_segment_seals_it() {
     let err = c.seal().unwrap_err();
     assert!(matches!(err, CacheError::Io { op: "rename", .. }), "{err}");
     assert!(c.sealed().is_empty());
-    assert_eq!(c.used_bytes(), 4, "still counted against the budget");
+    let log = file_bytes(tmp.path(), "uploaded.log");
+    assert_eq!(c.used_bytes(), 4 + log, "still counted against the budget");
     assert!(tmp.path().join("000000000001.open").exists());
 
     std::fs::remove_dir_all(&target).unwrap();
@@ -256,6 +261,159 @@ fn a_failed_seal_keeps_the_segment_counted_and_the_next_segment_seals_it() {
     assert_eq!(data, b"aaaa");
     c.append_fragment(&[b"bb"], T0 + 180_000).unwrap();
     c.seal().unwrap().unwrap();
-    assert_eq!(c.used_bytes(), 6);
+    assert_eq!(c.used_bytes(), 6 + log);
     assert!(!names(tmp.path()).iter().any(|n| n.ends_with(".journal")));
+}
+
+fn file_bytes(dir: &Path, name: &str) -> u64 {
+    std::fs::metadata(dir.join(name)).map_or(0, |m| m.len())
+}
+
+#[test]
+fn an_empty_cache_with_a_stale_uploaded_log_never_marks_new_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    // An old-format log (ids only) and a new-format line (id and run) of segments long gone.
+    std::fs::write(tmp.path().join("uploaded.log"), "1\n2\n3 9\n").unwrap();
+    let (c, _) = open(tmp.path(), 1 << 20);
+    let run = c.new_run();
+    assert!(run >= 10, "run {run} reuses a run the log has seen");
+    let a = write_segment(&c, run, 0, T0, &[b"new"]);
+    assert!(a.id.0 >= 4, "id {:?} reuses an id the log has seen", a.id);
+    c.close().unwrap();
+    let (c, _) = open(tmp.path(), 1 << 20);
+    assert_eq!(c.sealed_pending(), vec![a], "a new segment is not uploaded");
+}
+
+#[test]
+fn ids_and_runs_continue_after_every_segment_was_evicted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, _) = open(tmp.path(), 1 << 20);
+    let run = c.new_run();
+    let a = write_segment(&c, run, 0, T0, &[b"aaaa"]);
+    let b = write_segment(&c, run, 1, a.end, &[b"bbbb"]);
+    c.mark_uploaded(a.id).unwrap();
+    c.mark_uploaded(b.id).unwrap();
+    let evicted = c
+        .reserve(1 << 20, &mut |e, _| e.iter().map(|e| e.id).collect())
+        .unwrap_err();
+    assert!(matches!(evicted, CacheError::NoRoom { .. }));
+    assert!(c.sealed().is_empty());
+    c.close().unwrap();
+    // Twice: the first start-up compacts the log to its high-water mark only.
+    for _ in 0..2 {
+        let (c, _) = open(tmp.path(), 1 << 20);
+        assert!(c.new_run() > run);
+        let d = write_segment(&c, run + 1, 0, b.end, &[b"d"]);
+        assert!(d.id > b.id, "{:?} after {:?}", d.id, b.id);
+        assert!(!c.sealed().iter().any(|m| m.uploaded));
+        c.reserve(1 << 20, &mut |e, _| e.iter().map(|e| e.id).collect())
+            .unwrap_err();
+        c.close().unwrap();
+    }
+}
+
+#[test]
+fn the_logs_count_against_the_budget_and_stay_small_while_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limit = 1 << 20;
+    let (c, _) = open(tmp.path(), limit);
+    let run = c.new_run();
+    let mut end = T0;
+    for seq in 0..400 {
+        let m = write_segment(&c, run, seq, end, &[b"x"]);
+        end = m.end;
+        c.mark_uploaded(m.id).unwrap();
+        c.record_gap(Gap {
+            start: end,
+            end: end + 90_000,
+            cause: GapCause::CameraOffline,
+        })
+        .unwrap();
+        // Keep two segments: the others are evicted (uploaded, so no gap).
+        if c.sealed().len() > 2 {
+            c.evict_for_full_disk(1, &mut |e, _| vec![e[0].id]).unwrap();
+        }
+    }
+    let logs = file_bytes(tmp.path(), "uploaded.log") + file_bytes(tmp.path(), "gaps.log");
+    let segments: u64 = c.sealed().iter().map(|m| m.bytes).sum();
+    assert_eq!(c.used_bytes(), segments + logs, "the logs are counted");
+    assert!(
+        file_bytes(tmp.path(), "uploaded.log") < 2048,
+        "uploaded.log: {} bytes",
+        file_bytes(tmp.path(), "uploaded.log")
+    );
+    assert!(
+        file_bytes(tmp.path(), "gaps.log") <= 8 * 1024,
+        "gaps.log: {} bytes",
+        file_bytes(tmp.path(), "gaps.log")
+    );
+    let gaps = c.gaps();
+    assert_eq!(gaps.last().unwrap().start, end, "the newest gaps are kept");
+    c.close().unwrap();
+    let (c, _) = open(tmp.path(), limit);
+    assert_eq!(c.gaps(), gaps);
+    assert_eq!(c.sealed().iter().filter(|m| m.uploaded).count(), 2);
+}
+
+#[test]
+fn an_evicted_segment_leaves_the_index_only_once_its_file_is_gone_and_its_gap_is_logged_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, _) = open(tmp.path(), 1000);
+    let a = write_segment(&c, 1, 0, T0, &[&[1; 400]]);
+    let b = write_segment(&c, 1, 1, a.end, &[&[2; 400]]);
+    // A non-empty directory in place of the file makes the unlink fail.
+    let path = tmp.path().join(&a.file_name);
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("x"), b"x").unwrap();
+    let err = c.reserve(300, &mut |_, _| vec![a.id]).unwrap_err();
+    assert!(matches!(err, CacheError::Io { op: "remove", .. }), "{err}");
+    assert_eq!(c.sealed(), vec![a.clone(), b.clone()], "still indexed");
+    let logs = file_bytes(tmp.path(), "uploaded.log") + file_bytes(tmp.path(), "gaps.log");
+    assert_eq!(c.used_bytes(), 800 + logs);
+    let gap = Gap {
+        start: a.start,
+        end: a.end,
+        cause: GapCause::EvictedBeforeUpload,
+    };
+    assert_eq!(c.gaps(), vec![gap], "the gap is logged before the unlink");
+
+    std::fs::remove_dir_all(&path).unwrap();
+    std::fs::write(&path, [1; 400]).unwrap();
+    let evicted = c.reserve(300, &mut |_, _| vec![a.id]).unwrap();
+    assert_eq!(evicted[0].id, a.id);
+    assert_eq!(c.sealed(), vec![b]);
+    assert_eq!(c.gaps(), vec![gap], "logged once");
+}
+
+#[test]
+fn a_segment_evicted_during_its_upload_leaves_no_false_gap_and_its_mark_no_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, _) = open(tmp.path(), 1000);
+    let a = write_segment(&c, 1, 0, T0, &[&[1; 300]]);
+    let b = write_segment(&c, 1, 1, a.end, &[&[2; 300]]);
+    let _upload = c.open_sealed(a.id).unwrap();
+    let evicted = c.reserve(400, &mut |_, _| vec![a.id]).unwrap();
+    assert_eq!(evicted[0].id, a.id);
+    assert_eq!(c.gaps().len(), 1, "logged before the unlink");
+    // The blob lands after all: the mark is taken, and the gap was false.
+    c.mark_uploaded(a.id).unwrap();
+    assert_eq!(c.gaps(), vec![]);
+    // A segment evicted during an upload that fails keeps its gap.
+    let _upload = c.open_sealed(b.id).unwrap();
+    c.reserve(1000, &mut |e, _| e.iter().map(|e| e.id).collect())
+        .unwrap_err();
+    assert_eq!(c.gaps().len(), 1);
+    let log = std::fs::read_to_string(tmp.path().join("uploaded.log")).unwrap();
+    assert!(log.contains(&format!("{} 1\n", a.id.0)), "{log}");
+    c.close().unwrap();
+    let (c, _) = open(tmp.path(), 1000);
+    assert_eq!(
+        c.gaps(),
+        vec![Gap {
+            start: b.start,
+            end: b.end,
+            cause: GapCause::EvictedBeforeUpload
+        }]
+    );
 }

@@ -159,10 +159,11 @@ fn verify(ids: Vec<u64>, entries: &[CacheEntry], budget: Budget) -> Result<Vec<u
     Ok(ids)
 }
 
-/// LVA's rule: oldest first until the incoming bytes fit.
+/// LVA's rule: oldest first until the incoming bytes fit. Oldest by id, the cache's recording
+/// order: wall-clock starts go back when the clock steps back.
 pub(crate) fn oldest_first(entries: &[CacheEntry], budget: Budget) -> Vec<u64> {
     let mut sorted: Vec<&CacheEntry> = entries.iter().collect();
-    sorted.sort_by_key(|e| (e.start, e.id));
+    sorted.sort_by_key(|e| e.id);
     let mut over = budget.excess();
     let mut victims = Vec::new();
     for e in sorted {

@@ -8,7 +8,9 @@ struct EvictOldest;
 
 impl Guest for EvictOldest {
     fn choose(mut entries: Vec<Entry>, budget: Budget) -> Vec<u64> {
-        entries.sort_by_key(|e| (e.start, e.id));
+        // Ids are the cache's recording order; start times are wall-clock and go back when
+        // the clock steps back.
+        entries.sort_by_key(|e| e.id);
         let mut over =
             (budget.used_bytes + budget.incoming_bytes).saturating_sub(budget.limit_bytes);
         let mut victims = Vec::new();

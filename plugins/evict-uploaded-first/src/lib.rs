@@ -9,7 +9,8 @@ struct EvictUploadedFirst;
 
 impl Guest for EvictUploadedFirst {
     fn choose(mut entries: Vec<Entry>, budget: Budget) -> Vec<u64> {
-        entries.sort_by_key(|e| (!e.uploaded, e.start, e.id));
+        // Oldest by id (recording order), not by wall-clock start.
+        entries.sort_by_key(|e| (!e.uploaded, e.id));
         let mut over =
             (budget.used_bytes + budget.incoming_bytes).saturating_sub(budget.limit_bytes);
         let mut victims = Vec::new();
