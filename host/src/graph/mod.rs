@@ -9,22 +9,24 @@ pub mod cli;
 pub mod demo;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
+use serde_json::json;
 use tokio::sync::watch;
 
-use crate::cache::{Cache, CacheError, sanitize_dir_name};
-use crate::events::EventBus;
+use crate::cache::{Cache, CacheError, Recovery, sanitize_dir_name};
+use crate::events::{Event, EventBus};
 use crate::plugin::types::SegmenterConfig;
 use crate::plugin::{PluginError, PluginHost};
 use crate::record::{Plugins, Recorder, RecorderStats};
 use crate::source::handoff::{self, Batches};
 use crate::source::{self, SourceConfig, SourceCredentials};
-use crate::topology::{MediaSelection, ResolvedGraph};
+use crate::sync::LockExt;
+use crate::topology::{AssetSinkSpec, MediaSelection, ResolvedGraph};
 use crate::upload::uploader::{SinkTarget, UploadSetup, Uploader};
 
 /// Batches in flight between one camera's session and its recorder (each at most
@@ -48,6 +50,18 @@ pub enum GraphError {
     NothingToRecord,
 }
 
+impl GraphError {
+    /// The `errorCode` of the `SinkStartFailed` diagnostic.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GraphError::Cache { .. } => "CacheUnavailable",
+            GraphError::Plugin { .. } => "PluginUnavailable",
+            GraphError::NoSource { .. } => "NoSource",
+            GraphError::NothingToRecord => "NothingToRecord",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     /// Cache paths from the topology are taken relative to this directory (like the bind mount
@@ -65,7 +79,19 @@ struct Camera {
     cache: Arc<Cache>,
 }
 
-/// Records until `shutdown` turns true, then seals every open segment and returns.
+/// The cameras recording now, for the progress line (sinks join as they start).
+type Cameras = Arc<Mutex<Vec<Camera>>>;
+
+/// A sink that cannot start (its cache cannot be opened, a plugin cannot be loaded) is
+/// reported and retried, first after this long, doubling up to [`START_RETRY_MAX`].
+const START_RETRY_FIRST: Duration = Duration::from_secs(5);
+const START_RETRY_MAX: Duration = Duration::from_secs(60);
+
+pub const SINK_START_FAILED: &str = "Mediagraph.Diagnostics.SinkStartFailed";
+
+/// Records until `shutdown` turns true, then seals every open segment and returns. Each sink
+/// starts on its own: one that cannot start is reported at once and retried while the others
+/// record.
 pub async fn run(
     graph: &ResolvedGraph,
     plugins: &PluginHost,
@@ -79,120 +105,202 @@ pub async fn run(
     for f in &graph.file_sinks {
         tracing::warn!(sink = %f.node, "file sinks are not recorded by this version; ignored");
     }
-    let mut tasks = Vec::new();
-    let mut cameras = Vec::new();
-    let mut uploaders = Vec::new();
-    for sink in &graph.asset_sinks {
-        let spec = graph
-            .sources
-            .iter()
-            .find(|s| s.node == sink.source)
-            .ok_or_else(|| GraphError::NoSource {
-                sink: sink.node.clone(),
-                source_node: sink.source.clone(),
-            })?;
-        let sink_subject = format!(
-            "/graphInstances/{}/sinks/{}",
-            graph.instance_name, sink.node
-        );
-        let dir_name = sanitize_dir_name(&format!("{}-{}", graph.instance_name, sink.node));
-        let root = rooted(options.data_dir.as_deref(), &sink.cache_path);
-        let cache_err = |source| GraphError::Cache {
-            sink: sink.node.clone(),
-            path: root.join(&dir_name),
-            source,
-        };
-        let (cache, recovery) =
-            open_cache(&root, &dir_name, sink.cache_max_bytes).map_err(cache_err)?;
-        if recovery.crashed {
-            tracing::warn!(sink = %sink.node, ?recovery, "the previous run did not stop cleanly; cache reconciled");
-        }
-        let cache = Arc::new(cache);
-        uploaders.push(Uploader::spawn(
-            SinkTarget::for_sink(&graph.instance_name, sink),
-            options.upload.policy.clone(),
-            options.upload.store.clone(),
-            cache.clone(),
-            events.clone(),
-        ));
-        let plugin_err = |source| GraphError::Plugin {
-            sink: sink.node.clone(),
-            source,
-        };
-        let config = SegmenterConfig::new(sink.segment_length.ticks() as u64);
-        let recorder_plugins = Plugins {
-            segmenter: plugins
-                .segmenter(sink.plugins.segmenter.as_deref(), config, &sink_subject)
-                .map_err(plugin_err)?,
-            formatter: plugins
-                .formatter(sink.plugins.formatter.as_deref(), &sink_subject)
-                .map_err(plugin_err)?,
-            evictor: plugins
-                .evictor(sink.plugins.evictor.as_deref(), &sink_subject)
-                .map_err(plugin_err)?,
-        };
-        let recorder = Recorder::new(
-            cache.clone(),
-            recorder_plugins,
-            events.clone(),
-            sink_subject,
-            sink.asset_name.as_str().to_owned(),
-            recovery.crashed,
-        );
-        cameras.push(Camera {
-            label: format!("{}: {}→{}", graph.instance_name, spec.node, sink.node),
-            stats: recorder.stats(),
-            cache: cache.clone(),
-        });
-
-        let credentials = spec.credentials.as_ref().map(|c| SourceCredentials {
-            username: c.username.clone(),
-            password: c.password.expose().to_owned(),
-        });
-        let audio = sink.media == MediaSelection::AudioAndVideo;
-        let source_subject = format!(
-            "/graphInstances/{}/sources/{}",
-            graph.instance_name, spec.node
-        );
-        let cfg = SourceConfig::new(spec.url.clone(), credentials, audio, source_subject);
-        let (handoff, batches) = handoff::channel(QUEUE_BATCHES);
-        tasks.push(tokio::spawn(source::run(
-            cfg,
-            handoff,
-            events.clone(),
-            shutdown.clone(),
-        )));
-        tasks.push(tokio::spawn(record_loop(recorder, batches, cache)));
-    }
+    let cameras = Cameras::default();
     let progress = tokio::spawn(progress_loop(
-        cameras,
+        cameras.clone(),
         options.progress_every,
         shutdown.clone(),
     ));
+    let sinks = graph.asset_sinks.iter().map(|sink| {
+        run_sink(
+            graph,
+            sink,
+            plugins,
+            events,
+            options,
+            &cameras,
+            shutdown.clone(),
+        )
+    });
+    let results = futures::future::join_all(sinks).await;
+    progress.abort();
+    results.into_iter().collect()
+}
+
+/// What a sink needs before it can record.
+struct Started {
+    cache: Arc<Cache>,
+    recovery: Recovery,
+    plugins: Plugins,
+}
+
+async fn run_sink(
+    graph: &ResolvedGraph,
+    sink: &AssetSinkSpec,
+    plugins: &PluginHost,
+    events: &EventBus,
+    options: &RunOptions,
+    cameras: &Cameras,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), GraphError> {
+    let spec = graph
+        .sources
+        .iter()
+        .find(|s| s.node == sink.source)
+        .ok_or_else(|| GraphError::NoSource {
+            sink: sink.node.clone(),
+            source_node: sink.source.clone(),
+        })?;
+    let sink_subject = format!(
+        "/graphInstances/{}/sinks/{}",
+        graph.instance_name, sink.node
+    );
+    let mut retry = START_RETRY_FIRST;
+    let started = loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        match start_sink(graph, sink, plugins, options, &sink_subject).await {
+            Ok(started) => break started,
+            Err(e) => {
+                tracing::error!(sink = %sink_subject, error = %e, retry_secs = retry.as_secs(), "the sink cannot start; the others record, and it is retried");
+                events.emit(Event::new(
+                    SINK_START_FAILED,
+                    sink_subject.clone(),
+                    json!({
+                        "errorCode": e.code(),
+                        "errorMessage": e.to_string(),
+                        "retryInSeconds": retry.as_secs(),
+                    }),
+                ));
+                tokio::select! {
+                    _ = tokio::time::sleep(retry) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                retry = (retry * 2).min(START_RETRY_MAX);
+            }
+        }
+    };
+    let Started {
+        cache,
+        recovery,
+        plugins: recorder_plugins,
+    } = started;
+    if recovery.crashed {
+        tracing::warn!(sink = %sink.node, ?recovery, "the previous run did not stop cleanly; cache reconciled");
+    }
+    let uploader = Uploader::spawn(
+        SinkTarget::for_sink(&graph.instance_name, sink),
+        options.upload.policy.clone(),
+        options.upload.store.clone(),
+        cache.clone(),
+        events.clone(),
+    );
+    let recorder = Recorder::new(
+        cache.clone(),
+        recorder_plugins,
+        events.clone(),
+        sink_subject,
+        sink.asset_name.as_str().to_owned(),
+        recovery.crashed,
+    );
+    cameras.lock_unpoisoned().push(Camera {
+        label: format!("{}: {}→{}", graph.instance_name, spec.node, sink.node),
+        stats: recorder.stats(),
+        cache: cache.clone(),
+    });
+
+    let credentials = spec.credentials.as_ref().map(|c| SourceCredentials {
+        username: c.username.clone(),
+        password: c.password.expose().to_owned(),
+    });
+    let audio = sink.media == MediaSelection::AudioAndVideo;
+    let source_subject = format!(
+        "/graphInstances/{}/sources/{}",
+        graph.instance_name, spec.node
+    );
+    let cfg = SourceConfig::new(spec.url.clone(), credentials, audio, source_subject);
+    let (handoff, batches) = handoff::channel(QUEUE_BATCHES);
+    let tasks = [
+        tokio::spawn(source::run(cfg, handoff, events.clone(), shutdown.clone())),
+        tokio::spawn(record_loop(recorder, batches, cache)),
+    ];
     for t in tasks {
         if let Err(e) = t.await {
             tracing::error!(error = %e, "a camera task panicked");
         }
     }
-    progress.abort();
-    // Every open segment is sealed now: flush the upload backlogs (bounded wait).
-    for uploader in uploaders {
-        let report = uploader.stop().await;
-        let b = &report.status.backlog;
-        if report.drained {
-            tracing::info!(
-                uploaded = report.status.uploaded_segments,
-                "upload backlog flushed"
-            );
-        } else {
-            tracing::warn!(
-                left_segments = b.segments,
-                left_bytes = b.bytes,
-                "upload backlog not drained; it stays cached for the next start"
-            );
-        }
+    // The open segment is sealed now: flush the upload backlog (bounded wait).
+    let report = uploader.stop().await;
+    let b = &report.status.backlog;
+    if report.drained {
+        tracing::info!(
+            uploaded = report.status.uploaded_segments,
+            "upload backlog flushed"
+        );
+    } else {
+        tracing::warn!(
+            left_segments = b.segments,
+            left_bytes = b.bytes,
+            "upload backlog not drained; it stays cached for the next start"
+        );
     }
     Ok(())
+}
+
+/// Opens the sink's cache (on the blocking pool: a hung disk must not stall the runtime every
+/// camera shares) and loads its plugins. A cache opened for plugins that then fail is closed
+/// again, so the retry does not find a crash.
+async fn start_sink(
+    graph: &ResolvedGraph,
+    sink: &AssetSinkSpec,
+    plugins: &PluginHost,
+    options: &RunOptions,
+    sink_subject: &str,
+) -> Result<Started, GraphError> {
+    let dir_name = sanitize_dir_name(&format!("{}-{}", graph.instance_name, sink.node));
+    let root = rooted(options.data_dir.as_deref(), &sink.cache_path);
+    let path = root.join(&dir_name);
+    let limit = sink.cache_max_bytes;
+    let opened = tokio::task::spawn_blocking(move || open_cache(&root, &dir_name, limit))
+        .await
+        .expect("opening a cache does not panic");
+    let (cache, recovery) = opened.map_err(|source| GraphError::Cache {
+        sink: sink.node.clone(),
+        path,
+        source,
+    })?;
+    let cache = Arc::new(cache);
+    let plugin_err = |source| GraphError::Plugin {
+        sink: sink.node.clone(),
+        source,
+    };
+    let config = SegmenterConfig::new(sink.segment_length.ticks() as u64);
+    let loaded = (|| {
+        Ok(Plugins {
+            segmenter: plugins
+                .segmenter(sink.plugins.segmenter.as_deref(), config, sink_subject)
+                .map_err(plugin_err)?,
+            formatter: plugins
+                .formatter(sink.plugins.formatter.as_deref(), sink_subject)
+                .map_err(plugin_err)?,
+            evictor: plugins
+                .evictor(sink.plugins.evictor.as_deref(), sink_subject)
+                .map_err(plugin_err)?,
+        })
+    })();
+    match loaded {
+        Ok(plugins) => Ok(Started {
+            cache,
+            recovery,
+            plugins,
+        }),
+        Err(e) => {
+            let closing = cache.clone();
+            let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+            Err(e)
+        }
+    }
 }
 
 /// `cache_path` re-rooted under `data_dir`.
@@ -205,11 +313,7 @@ fn rooted(data_dir: Option<&Path>, cache_path: &Path) -> PathBuf {
 
 /// The sink's own directory inside the configured cache root, reached only through the root's
 /// `Dir` handle.
-fn open_cache(
-    root: &Path,
-    dir_name: &str,
-    limit: u64,
-) -> Result<(Cache, crate::cache::Recovery), CacheError> {
+fn open_cache(root: &Path, dir_name: &str, limit: u64) -> Result<(Cache, Recovery), CacheError> {
     let shown = root.display().to_string();
     let io = |op| {
         let name = shown.clone();
@@ -231,13 +335,7 @@ async fn record_loop(mut recorder: Recorder, mut batches: Batches, cache: Arc<Ca
     while let Some(items) = batches.recv().await {
         let joined = tokio::task::spawn_blocking(move || {
             for item in items {
-                if let Err(e) = recorder.handle(item) {
-                    tracing::error!(error = %e, "recording failed; the open segment is sealed and recording resumes at the next keyframe");
-                    if let Err(e) = recorder.abandon_segment() {
-                        tracing::error!(error = %e, "sealing after the failure failed too; recording resumes with the next run");
-                        let _ = recorder.end_run();
-                    }
-                }
+                recorder.handle_or_recover(item);
             }
             recorder
         })
@@ -261,7 +359,7 @@ async fn record_loop(mut recorder: Recorder, mut batches: Batches, cache: Arc<Ca
     .await;
 }
 
-async fn progress_loop(cameras: Vec<Camera>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn progress_loop(cameras: Cameras, every: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
@@ -269,7 +367,8 @@ async fn progress_loop(cameras: Vec<Camera>, every: Duration, mut shutdown: watc
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        for c in &cameras {
+        let cameras = cameras.lock_unpoisoned();
+        for c in cameras.iter() {
             let s = &c.stats;
             tracing::info!(
                 target: "progress",

@@ -9,7 +9,10 @@
 //! A full cache file system (ENOSPC/EDQUOT) is handled here: reported once per episode
 //! (`Mediagraph.Diagnostics.CacheDiskFull`), the evictor frees room and the write is retried;
 //! with nothing left to evict, frames are dropped (a `DiskFull` gap) and recording resumes
-//! at a keyframe once space returns.
+//! at a keyframe once space returns. Any other failure of the cache's disk (EROFS, EIO,
+//! EACCES, ...) is reported once per episode (`Mediagraph.Diagnostics.CacheDiskError`): what
+//! was written is sealed and every keyframe tries again, so recording resumes by itself when
+//! the disk comes back; the episode ends with the next durable fragment.
 //!
 //! Must not: do network I/O or interpret container bytes. Invariants it keeps: every segment
 //! starts with a video keyframe and its own init (a new run or new codec parameters always
@@ -27,6 +30,7 @@ use crate::plugin::types::{
     Budget, CacheEntry, Codec, Decision, FrameInfo, MediaKind, Piece, Sample, Track,
 };
 use crate::plugin::{Evictor, Formatter, PluginError, Segmenter};
+use crate::source::clock::JUMP_TICKS;
 use crate::source::{Frame, RunEndReason, SourceItem, TrackCodec, TrackParams};
 use crate::time::{TICKS_PER_SECOND, Ticks90k};
 
@@ -40,6 +44,7 @@ const MAX_FRAGMENT_BYTES: usize = 8 << 20;
 const DISK_ROOM_AGAIN_BYTES: u64 = 1 << 20;
 
 pub const CACHE_DISK_FULL: &str = "Mediagraph.Diagnostics.CacheDiskFull";
+pub const CACHE_DISK_ERROR: &str = "Mediagraph.Diagnostics.CacheDiskError";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -86,6 +91,9 @@ pub struct Recorder {
     disk_drop: Option<(Ticks90k, Ticks90k)>,
     /// A segment was dropped: the segmenter starts over at the next segment.
     restart_segmenter: bool,
+    /// In a disk-error episode (reported once): the cache's disk failed and no fragment was
+    /// durably written since.
+    disk_error: bool,
 }
 
 struct Run {
@@ -143,6 +151,7 @@ impl Recorder {
             disk_full_level: None,
             disk_drop: None,
             restart_segmenter: false,
+            disk_error: false,
         }
     }
 
@@ -150,10 +159,60 @@ impl Recorder {
         self.stats.clone()
     }
 
+    /// Handles one item; a failure is reported and recovered from: what was written is
+    /// sealed, the run is kept and recording resumes at its next keyframe. A failing cache
+    /// disk is reported once per episode, not at every keyframe.
+    pub fn handle_or_recover(&mut self, item: SourceItem) {
+        let Err(e) = self.handle(item) else {
+            return;
+        };
+        let first = self.report_disk_error(&e);
+        if first {
+            tracing::error!(sink = %self.subject, error = %e, "recording failed; the open segment is sealed and recording resumes at the next keyframe");
+        } else {
+            tracing::debug!(sink = %self.subject, error = %e, "recording failed again");
+        }
+        if let Err(e) = self.abandon_segment() {
+            // The cache keeps a segment whose seal failed and seals it with the next one.
+            if first {
+                tracing::error!(sink = %self.subject, error = %e, "sealing after the failure failed too; retried with the next segment");
+            }
+        }
+    }
+
+    /// Reports a failure of the cache's disk other than a full one, once per episode;
+    /// `true` unless the episode was already reported.
+    fn report_disk_error(&mut self, e: &RecordError) -> bool {
+        let RecordError::Cache(e) = e else {
+            return true;
+        };
+        if !e.is_disk_error() {
+            return true;
+        }
+        if std::mem::replace(&mut self.disk_error, true) {
+            return false;
+        }
+        self.events.emit(Event::new(
+            CACHE_DISK_ERROR,
+            self.subject.clone(),
+            json!({
+                "errorCode": e.io_code(),
+                "errorMessage": e.to_string(),
+                "action": "what was written is kept; recording resumes at a keyframe once the cache can be written again"
+            }),
+        ));
+        true
+    }
+
     pub fn handle(&mut self, item: SourceItem) -> Result<(), RecordError> {
         match item {
             SourceItem::RunStarted { tracks } => {
-                self.end_run()?;
+                // A failed end of the old run does not keep the new one from recording; what
+                // the old run wrote is sealed first (the cache holds one open segment).
+                let ended = self.end_run();
+                if ended.is_err() {
+                    let _ = self.abandon_segment();
+                }
                 self.plugins.segmenter.reset();
                 let id = self.cache.new_run();
                 self.stats.run.store(id, Ordering::Relaxed);
@@ -167,11 +226,11 @@ impl Recorder {
                     gap_recorded: false,
                     segment: None,
                 });
-                Ok(())
+                ended
             }
             SourceItem::Frame(f) => self.on_frame(f),
             SourceItem::RunEnded { reason } => {
-                self.end_run()?;
+                let ended = self.end_run();
                 self.gap_cause = match reason {
                     RunEndReason::Disconnected(_) | RunEndReason::Stalled => {
                         GapCause::CameraOffline
@@ -179,7 +238,7 @@ impl Recorder {
                     RunEndReason::ClockJump => GapCause::ClockJump,
                     RunEndReason::Shutdown => GapCause::RecorderStopped,
                 };
-                Ok(())
+                ended
             }
         }
     }
@@ -257,14 +316,24 @@ impl Recorder {
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
         if !run.gap_recorded {
             run.gap_recorded = true;
-            if let Some(last) = self.cache.last_end()
-                && f.wall > last
-            {
-                self.cache.record_gap(Gap {
-                    start: last,
-                    end: f.wall,
-                    cause: self.gap_cause,
-                })?;
+            if let Some(last) = self.cache.last_end() {
+                // Well before the newest media: the wall clock stepped back, whatever ended
+                // the previous run (a gap whose end is before its start). Less is the
+                // mapping's tolerance, not a step.
+                let cause = if f.wall > last {
+                    Some(self.gap_cause)
+                } else if f.wall.0 + JUMP_TICKS < last.0 {
+                    Some(GapCause::ClockJump)
+                } else {
+                    None
+                };
+                if let Some(cause) = cause {
+                    self.cache.record_gap(Gap {
+                        start: last,
+                        end: f.wall,
+                        cause,
+                    })?;
+                }
             }
         }
         let t = f.track;
@@ -624,6 +693,9 @@ impl Recorder {
         }
         let slices: Vec<&[u8]> = parts.iter().map(|b| b.as_ref()).collect();
         self.cache.append_fragment(&slices, end)?;
+        if std::mem::take(&mut self.disk_error) {
+            tracing::info!(sink = %self.subject, "the cache can be written again; recording resumed");
+        }
         seg.fragment_sequence += 1;
         let bytes: u64 = slices.iter().map(|s| s.len() as u64).sum();
         self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -697,3 +769,6 @@ fn plugin_tracks(tracks: &[TrackParams]) -> Vec<Track> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

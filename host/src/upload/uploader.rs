@@ -168,6 +168,7 @@ impl Uploader {
             status: status.clone(),
             stop: stop_rx,
             available: false,
+            mark_failing: false,
         };
         let task = tokio::spawn(worker.run());
         Self { stop, task, status }
@@ -204,6 +205,8 @@ struct Worker {
     status: Arc<Mutex<UploaderStatus>>,
     stop: watch::Receiver<bool>,
     available: bool,
+    /// Marking segments uploaded fails (the cache's disk); reported once per episode.
+    mark_failing: bool,
 }
 
 /// Outcome of one attempt at the oldest pending segment.
@@ -337,7 +340,11 @@ impl Worker {
                 .map_or("bin", |(_, ext)| ext)
                 .to_owned(),
         };
-        let file = match self.cache.open_sealed(segment.id) {
+        // Cache calls run on the blocking pool: a slow or hung cache disk must not stall the
+        // runtime every camera's session shares.
+        let (cache, id) = (self.cache.clone(), segment.id);
+        let opened = tokio::task::spawn_blocking(move || cache.open_sealed(id)).await;
+        let file = match opened.expect("open_sealed does not panic") {
             Ok(file) => file.into_std(),
             Err(e) => return self.unless_gone(segment, e.into()),
         };
@@ -351,8 +358,13 @@ impl Worker {
             Err(e @ UploadError::ReadSegment { .. }) => return self.unless_gone(segment, e),
             Err(e) => return Attempt::Failed(e),
         };
-        if let Err(e) = self.cache.mark_uploaded(segment.id) {
-            return Attempt::Failed(e.into());
+        let cache = self.cache.clone();
+        let marked = tokio::task::spawn_blocking(move || cache.mark_uploaded(id)).await;
+        match marked.expect("mark_uploaded does not panic") {
+            Ok(()) => self.mark_failing = false,
+            // The blob is stored and the cache keeps the mark in memory, so the segment is not
+            // uploaded again; the cache's disk, not the store, failed (reported once).
+            Err(e) => self.report_mark_failed(&e),
         }
         tracing::info!(
             target: "upload",
@@ -371,6 +383,21 @@ impl Worker {
             self.emit_operational("RecordingAvailable");
         }
         Attempt::Uploaded
+    }
+
+    fn report_mark_failed(&mut self, e: &crate::cache::CacheError) {
+        tracing::warn!(target: "upload", subject = %self.target.subject, error = %e, "segment uploaded, but the cache could not note it durably; it may be uploaded again after a restart");
+        if !std::mem::replace(&mut self.mark_failing, true) {
+            self.events.emit(Event::new(
+                crate::record::CACHE_DISK_ERROR,
+                &self.target.subject,
+                json!({
+                    "errorCode": e.io_code(),
+                    "errorMessage": e.to_string(),
+                    "action": "uploaded segments are noted in memory; after a restart they may be uploaded again"
+                }),
+            ));
+        }
     }
 
     /// A read error on a segment the cache evicted meanwhile is not a failure.

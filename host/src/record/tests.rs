@@ -1,0 +1,125 @@
+//! The recorder with the default plugins and a real cache on synthetic frames: the paths that
+//! otherwise take minutes of real-time recording.
+
+use super::*;
+use crate::plugin::PluginHost;
+use crate::plugin::types::SegmenterConfig;
+use crate::source::TrackParams;
+
+const T0: Ticks90k = Ticks90k(1_700_000_000 * TICKS_PER_SECOND);
+const FRAME: i64 = TICKS_PER_SECOND / 25;
+
+fn recorder(cache: Arc<Cache>) -> (Recorder, EventBus) {
+    let events = EventBus::new();
+    let host = PluginHost::new(None, events.clone()).unwrap();
+    let subject = "/graphInstances/t/sinks/s";
+    let plugins = Plugins {
+        segmenter: host
+            .segmenter(
+                None,
+                SegmenterConfig::new(30 * TICKS_PER_SECOND as u64),
+                subject,
+            )
+            .unwrap(),
+        formatter: host.formatter(None, subject).unwrap(),
+        evictor: host.evictor(None, subject).unwrap(),
+    };
+    let r = Recorder::new(
+        cache,
+        plugins,
+        events.clone(),
+        subject.to_owned(),
+        "asset".to_owned(),
+        false,
+    );
+    (r, events)
+}
+
+fn video() -> TrackParams {
+    TrackParams {
+        codec: TrackCodec::H264,
+        clock_rate: 90_000,
+        width: 320,
+        height: 240,
+        sample_rate: 0,
+        channels: 0,
+        // avcC: version 1, High profile, level 3.1, 4-byte lengths, one SPS, one PPS.
+        decoder_config: Bytes::from_static(&[
+            1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 2, 0x68, 0xee,
+        ]),
+        rfc6381: "avc1.64001F".to_owned(),
+    }
+}
+
+/// `seconds` of 25 fps video from `wall`, a keyframe every second, `bytes` per frame.
+fn run(r: &mut Recorder, wall: Ticks90k, seconds: i64, bytes: usize) {
+    r.handle(SourceItem::RunStarted {
+        tracks: vec![video()],
+    })
+    .unwrap();
+    for i in 0..seconds * 25 {
+        r.handle(SourceItem::Frame(Frame {
+            track: 0,
+            media_time: i * FRAME,
+            decode_time: i * FRAME,
+            wall: wall + i * FRAME,
+            keyframe: i % 25 == 0,
+            data: Bytes::from(vec![0u8; bytes]),
+            new_params: None,
+        }))
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_clock_stepped_back_leaves_a_clock_jump_gap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Arc::new(Cache::open(tmp.path(), 64 << 20).unwrap().0);
+    let (mut r, _) = recorder(cache.clone());
+    run(&mut r, T0, 3, 100);
+    r.handle(SourceItem::RunEnded {
+        reason: RunEndReason::Stalled,
+    })
+    .unwrap();
+    // The clock is set an hour back between the two runs.
+    let back = Ticks90k(T0.0 - 3600 * TICKS_PER_SECOND);
+    run(&mut r, back, 3, 100);
+    r.finish().unwrap();
+    let gaps = cache.gaps();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0].cause, GapCause::ClockJump);
+    assert_eq!(gaps[0].end, back);
+    assert!(gaps[0].start > T0, "from the newest media before the step");
+}
+
+#[test]
+fn a_fragment_larger_than_the_budget_is_dropped_and_recording_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 200 KB: a second of 10 KB frames (250 KB) never fits, a second of 1 KB frames does.
+    let limit = 200_000;
+    let cache = Arc::new(Cache::open(tmp.path(), limit).unwrap().0);
+    let (mut r, events) = recorder(cache.clone());
+    run(&mut r, T0, 3, 10_000);
+    r.handle(SourceItem::RunEnded {
+        reason: RunEndReason::Disconnected("test".into()),
+    })
+    .unwrap();
+    let dropped: Vec<_> = events
+        .recent()
+        .into_iter()
+        .filter(|e| e.event_type == "Microsoft.Media.Graph.Diagnostics.DataDropped")
+        .collect();
+    assert!(!dropped.is_empty());
+    assert_eq!(dropped[0].body["reason"], "localMediaCacheMaximumSizeMiB");
+    assert!(cache.used_bytes() <= limit);
+
+    run(&mut r, T0 + 10 * TICKS_PER_SECOND, 8, 1_000);
+    r.finish().unwrap();
+    assert!(r.stats().dropped_frames.load(Ordering::Relaxed) >= 50);
+    assert!(!cache.sealed().is_empty(), "recording went on");
+    assert!(
+        cache.used_bytes() <= limit,
+        "{} > {limit}",
+        cache.used_bytes()
+    );
+}

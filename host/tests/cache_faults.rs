@@ -1,0 +1,313 @@
+//! A failing, slow or unusable cache costs only its own sink: `mediagraph run` records the test
+//! camera with faults injected into one sink's cache files by `strace -P <file> -e inject=...`
+//! (only system calls on those files are touched), or with a sink whose cache cannot be
+//! created. Needs strace (tests/install-peers.sh installs it).
+
+mod record_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use record_support::*;
+
+const STARTUP: Duration = Duration::from_secs(120);
+const DISK_ERROR: &str = "Mediagraph.Diagnostics.CacheDiskError";
+
+fn require_strace() {
+    let ok = Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "strace is required (tests/install-peers.sh installs it)"
+    );
+}
+
+/// An instance `name` of the test topology recording `url`; its cache is
+/// `<cache root>/<name>-sink1`.
+fn instance(dir: &Path, name: &str, url: &str) -> PathBuf {
+    let doc = serde_json::json!({
+        "@apiVersion": "2.0",
+        "name": name,
+        "properties": {
+            "topologyName": "RecordTest",
+            "parameters": [{"name": "url1", "value": url}]
+        }
+    });
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, doc.to_string()).unwrap();
+    path
+}
+
+fn cache_root(data: &Path) -> PathBuf {
+    data.join("var/lib/mediagraph/cache")
+}
+
+/// `-P` options naming the segment files `first..=last` of a cache directory, which do not
+/// exist yet (strace matches descriptors by the path they resolve to).
+fn segment_paths(dir: &Path, ids: std::ops::RangeInclusive<u64>, exts: &[&str]) -> Vec<String> {
+    let mut args = Vec::new();
+    for id in ids {
+        for ext in exts {
+            args.push("-P".to_owned());
+            args.push(dir.join(format!("{id:012}.{ext}")).display().to_string());
+        }
+    }
+    args
+}
+
+/// `mediagraph run` under strace with `strace_args`; signals go to the recorder itself.
+struct Traced {
+    proc: Proc,
+}
+
+impl Traced {
+    fn start(strace_args: &[String], run_args: &[&std::ffi::OsStr]) -> Self {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-qq", "-e", "signal=none", "-o", "/dev/null"])
+            .args(strace_args)
+            .arg(env!("CARGO_BIN_EXE_mediagraph"))
+            .arg("run")
+            .args(run_args)
+            .args(["--progress-secs", "1"])
+            .env("RUST_LOG", "info");
+        Self {
+            proc: Proc::spawn(cmd),
+        }
+    }
+
+    fn recorder_pid(&self) -> String {
+        let pid = self.proc.pid();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .expect("strace's child")
+            .to_owned()
+    }
+
+    /// Sends `sig` to the recorder; the time it took to exit, if within `bound`.
+    fn stop(&mut self, sig: &str, bound: Duration) -> Option<Duration> {
+        let pid = self.recorder_pid();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let t = Instant::now();
+        while t.elapsed() < bound {
+            if !self.proc.is_running() {
+                return Some(t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+fn events_of<'a>(
+    events: &'a [serde_json::Value],
+    kind: &str,
+    subject: &str,
+) -> Vec<&'a serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| e["eventType"] == kind && e["subject"] == subject)
+        .collect()
+}
+
+#[test]
+fn a_failing_cache_disk_is_reported_once_and_recording_resumes_by_itself() {
+    require_strace();
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &[]);
+    let topology = write_topology(
+        tmp.path(),
+        &format!("rtsp://127.0.0.1:{port}/cam1"),
+        64,
+        "PT30S",
+    );
+    let data = tmp.path().join("data");
+    let dir = cache_dir(&data, 1);
+    // Segments 1-5 cannot be written (EROFS): one episode of about five keyframes, then
+    // segment 6 is written.
+    let mut args = segment_paths(&dir, 1..=5, &["open"]);
+    args.extend([
+        "-e".to_owned(),
+        "inject=write,writev:error=EROFS".to_owned(),
+    ]);
+    let mut rec = Traced::start(
+        &args,
+        &[
+            topology.as_os_str(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+        ],
+    );
+    rec.proc.wait_event("RecordingStarted", STARTUP);
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        rec.stop("-INT", Duration::from_secs(20)).is_some(),
+        "{}",
+        rec.proc.log()
+    );
+    let log = rec.proc.log();
+    let events = rec.proc.events();
+    let sink = "/graphInstances/default/sinks/sink1";
+    let reported = events_of(&events, DISK_ERROR, sink);
+    assert_eq!(reported.len(), 1, "one report per episode:\n{log}");
+    assert_eq!(
+        reported[0]["body"]["errorCode"], "EROFS",
+        "{:?}",
+        reported[0]
+    );
+    assert!(log.contains("the cache can be written again"), "{log}");
+    let segs = sealed(&dir);
+    assert!(
+        segs.first().is_some_and(|s| s.id >= 6),
+        "recorded from segment 6 on: {:?}",
+        files(&dir)
+    );
+    check_segments(&segs, 30.0, 1.0, 0.04);
+}
+
+#[test]
+fn a_slow_cache_disk_costs_the_other_camera_no_frame_and_sigterm_still_stops() {
+    require_strace();
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &["--count", "2"]);
+    let topology = write_topology(tmp.path(), "rtsp://unused", 64, "PT30S");
+    let fast = instance(tmp.path(), "fast", &format!("rtsp://127.0.0.1:{port}/cam1"));
+    let slow = instance(tmp.path(), "slow", &format!("rtsp://127.0.0.1:{port}/cam2"));
+    let data = tmp.path().join("data");
+    let slow_dir = cache_root(&data).join("slow-sink1");
+    // Every sync of the slow sink's files takes 1 s: about 2 s per fragment of 1 s.
+    let mut args = segment_paths(&slow_dir, 1..=20, &["open", "journal"]);
+    for log in ["uploaded.log", "gaps.log"] {
+        args.push("-P".to_owned());
+        args.push(slow_dir.join(log).display().to_string());
+    }
+    args.extend([
+        "-e".to_owned(),
+        "inject=fdatasync,fsync:delay_enter=1000000".to_owned(),
+    ]);
+    let mut rec = Traced::start(
+        &args,
+        &[
+            topology.as_os_str(),
+            "--instance".as_ref(),
+            fast.as_os_str(),
+            "--instance".as_ref(),
+            slow.as_os_str(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+        ],
+    );
+    rec.proc.wait_event("RecordingStarted", STARTUP);
+    let recording = Instant::now();
+    std::thread::sleep(Duration::from_secs(20));
+    let elapsed = recording.elapsed().as_secs_f64();
+    let took = rec.stop("-TERM", Duration::from_secs(30));
+    let log = rec.proc.log();
+    assert!(took.is_some(), "no exit within 30 s of SIGTERM:\n{log}");
+
+    let fast_dir = cache_root(&data).join("fast-sink1");
+    let segs = sealed(&fast_dir);
+    assert!(
+        segs.iter().all(|s| s.run == segs[0].run),
+        "the fast camera's session was never interrupted: {segs:?}\n{log}"
+    );
+    let probes = check_segments(&segs, 30.0, 1.0, 0.04);
+    let recorded: f64 = probes.iter().map(Probe::duration).sum();
+    assert!(
+        recorded >= elapsed - 3.0,
+        "the fast camera recorded {recorded:.1} s of {elapsed:.1} s"
+    );
+    let dropped = log
+        .lines()
+        .filter(|l| l.contains("fast: cam1→sink1"))
+        .any(|l| !l.contains("(0 dropped)"));
+    assert!(!dropped, "the fast camera dropped frames:\n{log}");
+    assert!(
+        !gaps(&fast_dir)
+            .iter()
+            .any(|g| g["cause"] == "CameraOffline"),
+        "{:?}",
+        gaps(&fast_dir)
+    );
+    assert!(
+        !sealed(&slow_dir).is_empty(),
+        "the slow camera recorded too"
+    );
+}
+
+#[test]
+fn a_sink_that_cannot_start_is_reported_at_once_and_retried_while_others_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &["--count", "2"]);
+    let topology = write_topology(tmp.path(), "rtsp://unused", 64, "PT30S");
+    let good = instance(tmp.path(), "good", &format!("rtsp://127.0.0.1:{port}/cam1"));
+    let bad = instance(tmp.path(), "bad", &format!("rtsp://127.0.0.1:{port}/cam2"));
+    let data = tmp.path().join("data");
+    // A file where the bad sink's cache directory goes: the cache cannot be opened.
+    let blocked = cache_root(&data).join("bad-sink1");
+    std::fs::create_dir_all(cache_root(&data)).unwrap();
+    std::fs::write(&blocked, b"in the way").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagraph"));
+    cmd.arg("run")
+        .arg(&topology)
+        .arg("--instance")
+        .arg(&good)
+        .arg("--instance")
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "info");
+    let mut rec = Proc::spawn(cmd);
+    let bad_sink = "/graphInstances/bad/sinks/sink1";
+    wait_until("SinkStartFailed", STARTUP, || {
+        !events_of(
+            &rec.events(),
+            "Mediagraph.Diagnostics.SinkStartFailed",
+            bad_sink,
+        )
+        .is_empty()
+    });
+    rec.wait_event("RecordingStarted", STARTUP);
+    let events = rec.events();
+    let failed = events_of(&events, "Mediagraph.Diagnostics.SinkStartFailed", bad_sink);
+    assert_eq!(
+        failed[0]["body"]["errorCode"], "CacheUnavailable",
+        "{failed:?}"
+    );
+    assert!(rec.log().contains("the sink cannot start"), "{}", rec.log());
+    assert!(
+        events_of(
+            &events,
+            "Microsoft.Media.Graph.Operational.RecordingStarted",
+            bad_sink
+        )
+        .is_empty()
+    );
+
+    std::fs::remove_file(&blocked).unwrap();
+    wait_until("the bad sink to record after a retry", STARTUP, || {
+        !events_of(
+            &rec.events(),
+            "Microsoft.Media.Graph.Operational.RecordingStarted",
+            bad_sink,
+        )
+        .is_empty()
+    });
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!sealed(&cache_root(&data).join("good-sink1")).is_empty());
+    assert!(!sealed(&blocked).is_empty(), "{log}");
+}
