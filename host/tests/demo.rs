@@ -251,7 +251,7 @@ fn check_playback(page: SocketAddr, asset: &Path) {
         .and_then(|f| f.trim().parse().ok())
         .expect("ffmpeg progress reports frames");
     let decoded = frames / 25.0; // the test camera's rate
-    let secs = |t: &str| parse_instant("t", t).unwrap().0 as f64 / 90_000.0;
+    let secs = |t: &str| parse_instant("t", t).unwrap().0 as f64 / TICKS as f64;
     let range = secs(end) - secs(start);
     assert!(
         range >= 29.0 && (decoded - range).abs() <= 31.0,

@@ -11,10 +11,8 @@ use mediagraph::plugin::types::{
     Track,
 };
 use mediagraph::plugin::{PLUGIN_FAULT_EVENT, PluginError, PluginHost, PluginKind, Segmenter};
-use mediagraph::time::Ticks90k;
+use mediagraph::time::{TICKS_PER_SECOND as SECOND, Ticks90k};
 use mediagraph::topology::PluginLookup;
-
-const SECOND: i64 = 90_000;
 
 fn host() -> (PluginHost, EventBus) {
     let events = EventBus::new();

@@ -12,12 +12,11 @@ use mediagraph::plugin::types::{
     Track,
 };
 use mediagraph::plugin::{PLUGIN_FAULT_EVENT, PluginError, PluginHost};
-use mediagraph::time::Ticks90k;
+use mediagraph::time::{TICKS_PER_SECOND as SECOND, Ticks90k};
 
 mod hostile_support;
 use hostile_support::hostile_dir;
 
-const SECOND: i64 = 90_000;
 /// Generous bound for one contained fault (a call may burn 200 M units of fuel); it only proves that a
 /// hostile call cannot hold the host.
 const CONTAINED_WITHIN: Duration = Duration::from_secs(3);
