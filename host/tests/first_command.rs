@@ -69,8 +69,9 @@ fn the_readme_first_command_serves_the_playback_page_from_a_fresh_clone() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // What `cargo test` sets for this test, and a new user's shell does not: the toolchain
-    // comes from the clone's rust-toolchain.toml, the package from the clone's manifests.
+    // What `cargo test` (and rustup's proxy, RUSTUP_TOOLCHAIN) set for this test, and a new
+    // user's shell does not: rustup picks the toolchain for the clone as it would for the user,
+    // and the package comes from the clone's manifests.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         if key == "CARGO"
