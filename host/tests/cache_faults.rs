@@ -311,3 +311,103 @@ fn a_sink_that_cannot_start_is_reported_at_once_and_retried_while_others_record(
     assert!(!sealed(&cache_root(&data).join("good-sink1")).is_empty());
     assert!(!sealed(&blocked).is_empty(), "{log}");
 }
+
+#[test]
+fn a_failing_uploaded_log_is_reported_once_and_nothing_is_uploaded_twice() {
+    require_strace();
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &[]);
+    let topology = write_topology(
+        tmp.path(),
+        &format!("rtsp://127.0.0.1:{port}/cam1"),
+        64,
+        "PT30S",
+    );
+    let data = tmp.path().join("data");
+    let dir = cache_dir(&data, 1);
+    // Every mark's sync fails: the blobs are stored (the default local store), the marks not.
+    let args: Vec<String> = [
+        "-P",
+        &dir.join("uploaded.log").display().to_string(),
+        "-e",
+        "inject=fdatasync:error=EIO",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut rec = Traced::start(
+        &args,
+        &[
+            topology.as_os_str(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+        ],
+    );
+    rec.proc.wait_event("RecordingStarted", STARTUP);
+    let sink = "/graphInstances/default/sinks/sink1";
+    wait_until("a CacheDiskError", Duration::from_secs(90), || {
+        !events_of(&rec.proc.events(), DISK_ERROR, sink).is_empty()
+    });
+    // The stop seals and uploads the open segment: a second failing mark, same episode.
+    assert!(
+        rec.stop("-INT", Duration::from_secs(30)).is_some(),
+        "{}",
+        rec.proc.log()
+    );
+    let log = rec.proc.log();
+    let events = rec.proc.events();
+    let reported = events_of(&events, DISK_ERROR, sink);
+    assert_eq!(reported.len(), 1, "{log}");
+    assert_eq!(reported[0]["body"]["errorCode"], "EIO", "{:?}", reported[0]);
+    assert!(
+        events_of(
+            &events,
+            "Microsoft.Media.Graph.Diagnostics.StorageError",
+            sink
+        )
+        .is_empty(),
+        "the store is not blamed:\n{log}"
+    );
+    let uploads: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("segment uploaded and verified"))
+        .collect();
+    assert!(uploads.len() >= 2, "{log}");
+    let mut blobs: Vec<String> = uploads
+        .iter()
+        .filter_map(|l| {
+            let plain = strip_ansi(l);
+            Some(
+                plain
+                    .split("blob=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let n = blobs.len();
+    assert_eq!(n, uploads.len(), "{log}");
+    blobs.sort();
+    blobs.dedup();
+    assert_eq!(blobs.len(), n, "a segment was uploaded twice:\n{log}");
+}
+
+/// The line without its terminal colours.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
