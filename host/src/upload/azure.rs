@@ -15,6 +15,8 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::num::NonZero;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,9 +27,9 @@ use azure_core::http::{
     StatusCode, Transport, Url,
 };
 use azure_storage_blob::models::{
-    BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
-    BlockBlobClientCommitBlockListOptions, BlockBlobClientStageBlockOptions, BlockLookupList,
-    ListBlobsIncludeItem,
+    BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
+    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
+    BlockBlobClientStageBlockOptions, BlockLookupList, HttpRange, ListBlobsIncludeItem,
 };
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use bytes::Bytes;
@@ -36,7 +38,9 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 
 use super::config::{AzureCredential, AzureSpec, TransferPolicy};
-use super::{AssetStore, AzureFailure, SegmentUpload, StoredBlob, UploadError, hex, sas};
+use super::{
+    AssetStore, AzureFailure, ByteStream, SegmentUpload, StoredBlob, UploadError, hex, sas,
+};
 use crate::sync::LockExt;
 
 pub struct AzureBlobStore {
@@ -419,6 +423,58 @@ impl AssetStore for AzureBlobStore {
             .await
             .map_err(|e| self.classify(&what, e))?;
         Ok(body.to_vec())
+    }
+
+    async fn blob_len(&self, name: &str) -> Result<u64, UploadError> {
+        let container = self.container()?;
+        match self.properties(&container, name).await? {
+            Some(blob) => Ok(blob.bytes),
+            None => Err(UploadError::BlobNotFound {
+                blob: name.to_owned(),
+            }),
+        }
+    }
+
+    async fn read_blob_range(
+        &self,
+        name: &str,
+        range: Range<u64>,
+    ) -> Result<ByteStream, UploadError> {
+        let len = range.end.saturating_sub(range.start);
+        // The service refuses an empty range; there is nothing to fetch anyway.
+        let Some(partition) = NonZero::new(usize::try_from(len).unwrap_or(usize::MAX)) else {
+            return Ok(Box::pin(futures::stream::empty()));
+        };
+        let container = self.container()?;
+        let what = format!("download {name}");
+        // One request for the whole range, streamed as it arrives: a partition as large as the
+        // range and no parallelism, so the client never buffers partitions of its own.
+        let options = BlobClientDownloadOptions {
+            range: Some(HttpRange::new(range.start, len)),
+            parallel: Some(NonZero::<usize>::MIN),
+            partition_size: Some(partition),
+            ..Default::default()
+        };
+        let rsp = match container.blob_client(name).download(Some(options)).await {
+            Ok(rsp) => rsp,
+            Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
+                let container_missing = matches!(e.kind(), ErrorKind::HttpResponse { error_code: Some(c), .. } if c == "ContainerNotFound");
+                if !container_missing {
+                    return Err(UploadError::BlobNotFound {
+                        blob: name.to_owned(),
+                    });
+                }
+                return Err(self.classify(&what, e));
+            }
+            Err(e) => return Err(self.classify(&what, e)),
+        };
+        let (account, container) = (self.spec.account.clone(), self.spec.container.clone());
+        Ok(Box::pin(rsp.body.map_err(move |e| UploadError::Azure {
+            account: account.clone(),
+            container: container.clone(),
+            kind: AzureFailure::Unreachable,
+            message: redact_sas(&format!("{what}: {}", error_chain(&e))),
+        })))
     }
 }
 

@@ -13,14 +13,18 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use super::{AssetStore, SegmentUpload, StoredBlob, UploadError};
+use super::{AssetStore, ByteStream, SegmentUpload, StoredBlob, UploadError};
 
 const PARTIAL: &str = ".partial";
 const META: &str = ".json";
+/// Bytes read per chunk when streaming a blob: large enough for few syscalls, small enough
+/// that many concurrent readers hold little memory.
+const READ_CHUNK: usize = 64 << 10;
 
 #[derive(Clone)]
 pub struct LocalStore {
@@ -49,6 +53,15 @@ impl LocalStore {
     fn err(&self, path: &Path) -> impl FnOnce(std::io::Error) -> UploadError {
         let path = path.to_owned();
         move |source| UploadError::Local { path, source }
+    }
+
+    /// As [`LocalStore::err`], but a missing file is [`UploadError::BlobNotFound`].
+    fn not_found_or(&self, name: &str, path: &Path) -> impl FnOnce(std::io::Error) -> UploadError {
+        let (name, path) = (name.to_owned(), path.to_owned());
+        move |source| match source.kind() {
+            std::io::ErrorKind::NotFound => UploadError::BlobNotFound { blob: name },
+            _ => UploadError::Local { path, source },
+        }
     }
 
     fn write_blob(&self, segment: SegmentUpload) -> Result<StoredBlob, UploadError> {
@@ -242,7 +255,39 @@ impl AssetStore for LocalStore {
 
     async fn read_blob(&self, name: &str) -> Result<Vec<u8>, UploadError> {
         let path = self.root.join(name);
-        tokio::fs::read(&path).await.map_err(self.err(&path))
+        tokio::fs::read(&path)
+            .await
+            .map_err(self.not_found_or(name, &path))
+    }
+
+    async fn blob_len(&self, name: &str) -> Result<u64, UploadError> {
+        let path = self.root.join(name);
+        let meta = tokio::fs::metadata(&path)
+            .await
+            .map_err(self.not_found_or(name, &path))?;
+        Ok(meta.len())
+    }
+
+    async fn read_blob_range(
+        &self,
+        name: &str,
+        range: Range<u64>,
+    ) -> Result<ByteStream, UploadError> {
+        use futures::TryStreamExt;
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.root.join(name);
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(self.not_found_or(name, &path))?;
+        file.seek(std::io::SeekFrom::Start(range.start))
+            .await
+            .map_err(self.err(&path))?;
+        let part = file.take(range.end.saturating_sub(range.start));
+        let chunks = tokio_util::io::ReaderStream::with_capacity(part, READ_CHUNK);
+        Ok(Box::pin(chunks.map_err(move |source| UploadError::Local {
+            path: path.clone(),
+            source,
+        })))
     }
 }
 

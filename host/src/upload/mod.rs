@@ -15,8 +15,11 @@ pub mod uploader;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
+use std::pin::Pin;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use crate::time::{TICKS_PER_SECOND, Ticks90k};
 
@@ -58,6 +61,8 @@ pub enum UploadError {
     /// The name is taken by a blob that is not this segment (another writer on the asset).
     #[error("blob {blob} already exists and is not this segment ({why}); it was left as is")]
     Conflict { blob: String, why: String },
+    #[error("blob {blob} does not exist in the asset store")]
+    BlobNotFound { blob: String },
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
 }
@@ -105,6 +110,7 @@ impl UploadError {
             },
             UploadError::Verify { .. } => "VerificationFailed",
             UploadError::Conflict { .. } => "ConditionNotMet",
+            UploadError::BlobNotFound { .. } => "BlobNotFound",
             UploadError::Cache(_) => "CacheIndex",
         }
     }
@@ -229,9 +235,24 @@ pub trait AssetStore: Send + Sync {
     async fn list_asset(&self, asset: &str) -> Result<Vec<StoredBlob>, UploadError>;
 
     /// The content of one blob (segments are bounded by segmentLength, so this fits memory);
-    /// for playback and for checking what the store holds.
+    /// for checking what the store holds. Serving uses [`AssetStore::read_blob_range`].
     async fn read_blob(&self, name: &str) -> Result<Vec<u8>, UploadError>;
+
+    /// The length of one blob in bytes; [`UploadError::BlobNotFound`] when it does not exist.
+    async fn blob_len(&self, name: &str) -> Result<u64, UploadError>;
+
+    /// Bytes `range` of one blob as a stream of chunks, so a reader holds one chunk at a time,
+    /// never the whole blob; [`UploadError::BlobNotFound`] when it does not exist. The range
+    /// must lie within the blob (callers check it against [`AssetStore::blob_len`]).
+    async fn read_blob_range(
+        &self,
+        name: &str,
+        range: Range<u64>,
+    ) -> Result<ByteStream, UploadError>;
 }
+
+/// Chunks of a blob being read ([`AssetStore::read_blob_range`]).
+pub type ByteStream = Pin<Box<dyn futures::Stream<Item = Result<Bytes, UploadError>> + Send>>;
 
 /// Lowercase hex of a digest.
 fn hex(bytes: &[u8]) -> String {
