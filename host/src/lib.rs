@@ -4,6 +4,7 @@ pub mod cache;
 pub mod camera;
 pub mod events;
 pub mod graph;
+pub mod http;
 pub mod playback;
 pub mod plugin;
 pub mod record;

@@ -40,6 +40,8 @@ pub struct RunArgs {
     pub progress_secs: u64,
     #[command(flatten)]
     pub store: crate::upload::config::StoreArgs,
+    #[command(flatten)]
+    pub http: crate::http::cli::HttpArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,8 @@ pub enum RunError {
     Graph(#[from] GraphError),
     #[error(transparent)]
     Upload(#[from] crate::upload::UploadError),
+    #[error("HTTP front door: {0}")]
+    Http(#[from] crate::http::HttpError),
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -116,6 +120,28 @@ pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
         progress_every: Duration::from_secs(args.progress_secs.max(1)),
         upload: args.store.setup(&default_store)?,
     };
+    if args.http.api_token_file.is_some() && args.http.http.is_none() {
+        tracing::warn!("--api-token-file has no effect without --http");
+    }
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = match args.http.http {
+        Some(addr) => {
+            let assets = graphs
+                .iter()
+                .flat_map(|g| g.asset_sinks.iter().map(|s| s.asset_name.clone()))
+                .collect();
+            let stop = async move {
+                let _ = http_stopped.await;
+            };
+            let (bound, task) = args
+                .http
+                .start(addr, options.upload.store.clone(), assets, stop)
+                .await?;
+            tracing::info!("http: playback page and API at http://{bound}/");
+            Some(task)
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut signals = StopSignals::new();
     tokio::spawn(async move {
@@ -134,7 +160,13 @@ pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
         );
         super::run(graph, &plugins, &events, &options, stop_rx.clone())
     });
-    for result in futures::future::join_all(runs).await {
+    let results = futures::future::join_all(runs).await;
+    // Playback goes on until every recorder has sealed and flushed its uploads.
+    let _ = http_stop.send(());
+    if let Some(task) = http {
+        let _ = task.await;
+    }
+    for result in results {
         result?;
     }
     Ok(ExitCode::SUCCESS)

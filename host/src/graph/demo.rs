@@ -1,7 +1,7 @@
 //! `mediagraph demo`, the README's first command: starts the built-in test camera and records
 //! it with the shipped LVA topology (`topologies/cvr-asset`) exactly as `mediagraph run` would,
 //! into a data directory whose asset store is a local directory, and serves the playback page
-//! for that store (`playback::server`). It only supplies the camera, the parameters and the
+//! for that store through the HTTP front door (`crate::http`). It only supplies the camera, the parameters and the
 //! page; recording is `run`'s.
 
 use std::net::SocketAddr;
@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use super::cli::{RunArgs, RunError};
 use crate::camera::{CameraConfig, CameraError, TestCamera};
-use crate::playback::server::{self, Playback};
+use crate::http::HttpError;
+use crate::http::cli::HttpArgs;
 use crate::topology::AssetName;
 use crate::upload::config::StoreArgs;
 use crate::upload::local::LocalStore;
@@ -32,17 +33,11 @@ pub struct DemoArgs {
     pub port: u16,
     /// Address of the playback page and API (ADDR:PORT, or a bare port on 127.0.0.1; port 0
     /// picks a free one).
-    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_http_addr)]
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = crate::http::parse_listen_addr)]
     pub http: SocketAddr,
-}
-
-fn parse_http_addr(text: &str) -> Result<SocketAddr, String> {
-    text.parse::<SocketAddr>()
-        .or_else(|_| {
-            text.parse::<u16>()
-                .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
-        })
-        .map_err(|_| format!("expected ADDR:PORT or PORT, got '{text}'"))
+    /// File holding an API token the page and API then require (see `run --api-token-file`).
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,11 +49,8 @@ pub enum DemoError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("playback page: cannot listen on {addr}: {source}")]
-    Http {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("playback page: {0}")]
+    Http(#[from] HttpError),
     #[error(transparent)]
     Run(#[from] RunError),
 }
@@ -78,19 +70,19 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, DemoError> {
     let topology = data_dir.join("topology.json");
     std::fs::write(&topology, TOPOLOGY).map_err(write_err(&topology))?;
     let assets = data_dir.join("assets");
-    let listener = server::bind(args.http)
-        .await
-        .map_err(|source| DemoError::Http {
-            addr: args.http,
-            source,
-        })?;
-    let page = listener.local_addr().map_err(|source| DemoError::Http {
-        addr: args.http,
-        source,
-    })?;
     let store = Arc::new(LocalStore::new(assets.clone()));
     let asset = AssetName::new(ASSET).expect("the demo's asset name is valid");
-    let http = tokio::spawn(server::serve(listener, Playback::new(store, vec![asset])));
+    let front_door = HttpArgs {
+        http: Some(args.http),
+        api_token_file: args.api_token_file.clone(),
+    };
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop = async move {
+        let _ = http_stopped.await;
+    };
+    let (page, http) = front_door
+        .start(args.http, store, vec![asset], stop)
+        .await?;
     println!(
         "demo: test camera at {}; recording it into {} (Ctrl-C seals and stops)",
         camera.url(1),
@@ -99,6 +91,12 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, DemoError> {
     println!(
         "demo: playback page at http://{page}/ (segments appear as they are uploaded, every 30 s)"
     );
+    if let Some(file) = &args.api_token_file {
+        println!(
+            "demo: the page needs the API token: open it with ?token=TOKEN (TOKEN as in {})",
+            file.display()
+        );
+    }
     let run = RunArgs {
         topology,
         instances: Vec::new(),
@@ -110,9 +108,11 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode, DemoError> {
         data_dir: Some(data_dir.clone()),
         progress_secs: 10,
         store: StoreArgs::default(),
+        http: HttpArgs::default(),
     };
     let code = super::cli::run(&run).await;
-    http.abort();
+    let _ = http_stop.send(());
+    let _ = http.await;
     let code = code?;
     camera.stop().await;
     println!(

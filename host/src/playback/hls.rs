@@ -127,8 +127,10 @@ pub fn segments(blobs: &[StoredBlob], range: PlaylistRange) -> Vec<Segment> {
     all
 }
 
-/// The playlist text for `segments` of `asset` (URLs are absolute paths on this server).
-pub fn playlist(asset: &AssetName, segments: &[Segment]) -> String {
+/// The playlist text for `segments` of `asset` (URLs are absolute paths on this server, each
+/// with `?query` when one is given).
+pub fn playlist(asset: &AssetName, segments: &[Segment], query: Option<&str>) -> String {
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
     let base = format!("/assets/{}/blobs", encode_segment(asset.as_str()));
     let secs = |s: &Segment| (s.end - s.start) as f64 / TICKS_PER_SECOND as f64;
     let target = segments.iter().map(secs).fold(1.0f64, f64::max).ceil() as u64;
@@ -148,8 +150,8 @@ pub fn playlist(asset: &AssetName, segments: &[Segment]) -> String {
         let file = encode_segment(&s.file);
         let _ = write!(
             out,
-            "#EXT-X-MAP:URI=\"{base}/{file}/init.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:{}\n\
-             #EXTINF:{:.3},\n{base}/{file}/media.mp4\n",
+            "#EXT-X-MAP:URI=\"{base}/{file}/init.mp4{query}\"\n#EXT-X-PROGRAM-DATE-TIME:{}\n\
+             #EXTINF:{:.3},\n{base}/{file}/media.mp4{query}\n",
             s.start.to_rfc3339_millis(),
             secs(s)
         );
@@ -264,7 +266,7 @@ mod tests {
         let asset = AssetName::new("cam").unwrap();
         let segs = segments(&blobs, PlaylistRange::Recent);
         assert_eq!(segs.len(), 4);
-        let text = playlist(&asset, &segs);
+        let text = playlist(&asset, &segs, None);
         assert!(
             text.starts_with(
                 "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:30\n"
@@ -308,7 +310,7 @@ mod tests {
             files(PlaylistRange::Since(Ticks90k::from_secs(T0 + 59))).len(),
             2
         );
-        let empty = playlist(&AssetName::new("cam").unwrap(), &[]);
+        let empty = playlist(&AssetName::new("cam").unwrap(), &[], None);
         assert!(!empty.contains("#EXTINF") && empty.ends_with("#EXT-X-ENDLIST\n"));
         // Only the last four hours recorded by default.
         let old = [blob(-5 * 3600, -5 * 3600 + 30, 1, 0), blob(0, 30, 1, 1)];
@@ -319,7 +321,24 @@ mod tests {
     fn names_in_urls_are_percent_encoded() {
         let asset = AssetName::new("cam 1#x").unwrap();
         let segs = segments(&[blob(0, 30, 1, 0)], PlaylistRange::Recent);
-        let text = playlist(&asset, &segs);
+        let text = playlist(&asset, &segs, None);
         assert!(text.contains("/assets/cam%201%23x/blobs/"), "{text}");
+    }
+
+    #[test]
+    fn a_given_query_is_carried_by_every_segment_url() {
+        let asset = AssetName::new("cam").unwrap();
+        let segs = segments(
+            &[blob(0, 30, 1, 0), blob(30, 60, 1, 1)],
+            PlaylistRange::Recent,
+        );
+        let text = playlist(&asset, &segs, Some("token=k"));
+        let urls: Vec<&str> = text.lines().filter(|l| l.contains("/assets/")).collect();
+        assert_eq!(urls.len(), 4, "{text}");
+        assert!(
+            urls.iter()
+                .all(|l| l.contains(".mp4?token=k") && !l.contains("??")),
+            "{text}"
+        );
     }
 }

@@ -127,10 +127,16 @@ impl PlaybackError {
 /// A validated asset name taken from a URL: LVA's pattern forbids `/`, `\\` and `.`, so it
 /// can never name anything outside the asset's own prefix.
 pub fn asset_name(text: &str) -> Result<AssetName, PlaybackError> {
-    AssetName::new(text).map_err(|reason| PlaybackError::InvalidAsset {
-        name: text.to_owned(),
+    let invalid = |reason: String| PlaybackError::InvalidAsset {
+        name: text.escape_debug().to_string(),
         reason,
-    })
+    };
+    // LVA's pattern allows control characters, but no recorded asset has one, and a NUL
+    // decoded from `%00` cannot be part of a file name.
+    if text.chars().any(char::is_control) {
+        return Err(invalid("control characters are not allowed".into()));
+    }
+    AssetName::new(text).map_err(invalid)
 }
 
 /// The file part of a blob name as the uploader writes it
@@ -142,19 +148,23 @@ pub struct BlobFile(String);
 impl BlobFile {
     pub fn parse(text: &str) -> Result<Self, PlaybackError> {
         let bad = || PlaybackError::InvalidBlob(text.to_owned());
-        let (stem, ext) = text.rsplit_once('.').ok_or_else(bad)?;
-        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
-        let parts: Vec<&str> = stem.split('-').collect();
-        let ok = parts.len() == 3
-            && parts[0].len() == 16
-            && digits(&parts[0][..8], 8)
-            && &parts[0][8..9] == "T"
-            && digits(&parts[0][9..15], 6)
-            && &parts[0][15..] == "Z"
-            && parts[1].strip_prefix('r').is_some_and(|r| digits(r, 10))
-            && parts[2].strip_prefix('s').is_some_and(|s| digits(s, 10))
+        // Bytes, not characters: every accepted byte is ASCII, and slicing decoded request text
+        // by byte offsets would panic inside a multi-byte character.
+        let (stem, ext) = text.as_bytes().split_at(text.rfind('.').ok_or_else(bad)?);
+        let ext = &ext[1..];
+        let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+        let numbered = |s: &[u8], tag: u8| s.len() == 11 && s[0] == tag && digits(&s[1..]);
+        let ok = stem.len() == 16 + 1 + 11 + 1 + 11
+            && digits(&stem[..8])
+            && stem[8] == b'T'
+            && digits(&stem[9..15])
+            && stem[15] == b'Z'
+            && stem[16] == b'-'
+            && numbered(&stem[17..28], b'r')
+            && stem[28] == b'-'
+            && numbered(&stem[29..], b's')
             && (1..=8).contains(&ext.len())
-            && ext.bytes().all(|b| b.is_ascii_alphanumeric());
+            && ext.iter().all(u8::is_ascii_alphanumeric);
         if ok {
             Ok(Self(text.to_owned()))
         } else {
@@ -234,7 +244,7 @@ mod tests {
 
     #[test]
     fn asset_names_from_urls_cannot_climb_out_of_the_store() {
-        for bad in ["..", "a/b", "..\\x", "a.b", ""] {
+        for bad in ["..", "a/b", "..\\x", "a.b", "", "a\0b", "a\nb"] {
             assert_eq!(asset_name(bad).unwrap_err().status(), 400, "{bad}");
         }
         assert_eq!(
@@ -255,5 +265,54 @@ mod tests {
         assert_eq!(decode_component("%2e%2E%2F").unwrap(), "../");
         assert!(decode_component("%zz").is_none());
         assert!(decode_component("%ff").is_none());
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::available::parse_instant;
+        use super::super::hls::manifest_params;
+        use super::*;
+
+        /// Any text, with multi-byte characters and the separators the parsers split on.
+        fn text() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("[0-9TZrs.\\-/%()=,:+a-zé€😀]{0,40}").unwrap()
+        }
+
+        proptest! {
+            #[test]
+            fn path_parsers_never_panic(s in text(), any in any::<String>()) {
+                for t in [&s, &any] {
+                    let _ = BlobFile::parse(t);
+                    let _ = asset_name(t);
+                    let _ = decode_component(t);
+                    let _ = manifest_params(t);
+                    let _ = parse_instant("startTime", t);
+                }
+            }
+
+            #[test]
+            fn accepted_blob_files_are_plain_ascii_names(s in text()) {
+                if let Ok(f) = BlobFile::parse(&s) {
+                    prop_assert!(f.as_str().is_ascii());
+                    prop_assert!(!f.as_str().contains('/') && !f.as_str().contains(".."));
+                }
+            }
+
+            #[test]
+            fn uploader_names_are_accepted(
+                date in "[0-9]{8}", clock in "[0-9]{6}", run in 0u64..10_000_000_000,
+                seq in 0u64..10_000_000_000, ext in "[a-z0-9]{1,8}",
+            ) {
+                let name = format!("{date}T{clock}Z-r{run:010}-s{seq:010}.{ext}");
+                let parsed = BlobFile::parse(&name).unwrap();
+                prop_assert_eq!(parsed.as_str(), name.as_str());
+            }
+
+            #[test]
+            fn percent_encoding_round_trips(s in any::<String>()) {
+                prop_assert_eq!(decode_component(&encode_segment(&s)), Some(s));
+            }
+        }
     }
 }
