@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use super::resolve::{ResolvedGraph, check};
-use super::types::{MediaSelection, PluginLookup};
+use super::resolve::{OutputType, ResolvedGraph, check_with};
+use super::types::{MediaSelection, PluginLookup, UnsupportedNodes};
 
 #[derive(clap::Args, Debug)]
 pub struct ValidateArgs {
@@ -26,6 +26,11 @@ pub struct ValidateArgs {
     /// Print JSON: the LVA error body when invalid, the resolved graph when valid.
     #[arg(long)]
     pub json: bool,
+    /// Node types this host does not run (motion detection, extensions, IoT Hub nodes):
+    /// `reject` refuses the topology; `ignore` accepts it when every sink is fed straight from
+    /// the RTSP source and lists those nodes as not run.
+    #[arg(long, value_enum, default_value_t = UnsupportedNodes::Reject)]
+    pub unsupported_nodes: UnsupportedNodes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,12 +86,13 @@ pub fn run_validate(args: &ValidateArgs, plugins: &dyn PluginLookup) -> Result<E
     let instance = args.instance.as_deref().map(read).transpose()?;
     let params = with_param_files(&args.params, &args.param_files)
         .map_err(|(path, source)| CliError::Read { path, source })?;
-    let validation = check(
+    let validation = check_with(
         &topology,
         instance.as_deref(),
         &params,
         plugins,
         SystemTime::now(),
+        args.unsupported_nodes,
     );
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
@@ -138,10 +144,14 @@ fn write_summary(out: &mut impl Write, g: &ResolvedGraph) -> std::io::Result<()>
     )?;
     writeln!(
         out,
-        "nodes: {} ({} source(s), {} sink(s))",
-        g.sources.len() + sinks,
+        "nodes: {} ({} source(s), {} sink(s){})",
+        g.sources.len() + sinks + g.ignored_nodes.len(),
         g.sources.len(),
-        sinks
+        sinks,
+        match g.ignored_nodes.len() {
+            0 => String::new(),
+            n => format!(", {n} ignored"),
+        }
     )?;
     for s in &g.sources {
         let credentials = if s.credentials.is_some() {
@@ -158,9 +168,13 @@ fn write_summary(out: &mut impl Write, g: &ResolvedGraph) -> std::io::Result<()>
     }
     for a in &g.asset_sinks {
         let plugin = |p: &Option<String>| p.clone().unwrap_or_else(|| "default".into());
+        let (kind, what) = match a.output_type {
+            OutputType::AssetName => ("asset sink", "asset"),
+            OutputType::VideoName => ("video sink", "video"),
+        };
         writeln!(
             out,
-            "asset sink {} <- {}: asset '{}', segment length {} ({} s), cache {} max {} MiB ({} bytes), {}, plugins: segmenter {}, evictor {}, formatter {}",
+            "{kind} {} <- {}: {what} '{}', segment length {} ({} s), cache {} max {} MiB ({} bytes), {}, plugins: segmenter {}, evictor {}, formatter {}",
             a.node,
             a.source,
             a.asset_name,
@@ -173,6 +187,16 @@ fn write_summary(out: &mut impl Write, g: &ResolvedGraph) -> std::io::Result<()>
             plugin(&a.plugins.segmenter),
             plugin(&a.plugins.evictor),
             plugin(&a.plugins.formatter),
+        )?;
+    }
+    for n in &g.ignored_nodes {
+        writeln!(
+            out,
+            "ignored {} {} ({}, {}): not run by this host (unsupportedNodes: ignore)",
+            &n.list[..n.list.len() - 1],
+            n.node,
+            n.node_type,
+            n.target
         )?;
     }
     for f in &g.file_sinks {

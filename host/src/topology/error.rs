@@ -32,6 +32,8 @@ pub mod code {
     pub const ASSET_SINK_MULTIPLE: &str = "AssetSinkMultiple";
     pub const FILE_SINK_MULTIPLE: &str = "FileSinkMultiple";
     pub const SINK_INPUT_INVALID: &str = "SinkInputInvalid";
+    pub const EVENT_BASED_RECORDING_NOT_SUPPORTED: &str = "EventBasedRecordingNotSupported";
+    pub const NO_RECORDING_SINK: &str = "NoRecordingSink";
     pub const MEDIA_SELECTION_NOT_SUPPORTED: &str = "MediaSelectionNotSupported";
     pub const RTSP_ENDPOINT_URL_INVALID: &str = "RtspEndpointUrlInvalid";
     pub const RTSP_ENDPOINT_URL_INVALID_SCHEME: &str = "RtspEndpointUrlInvalidScheme";

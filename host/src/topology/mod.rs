@@ -1,5 +1,5 @@
-//! The topology room: reads LVA media-graph topologies (`@apiVersion` 1.0 and 2.0) and graph
-//! instances, substitutes `${...}` parameters and system variables, checks every rule and
+//! The topology room: reads LVA media-graph topologies (`@apiVersion` 1.0 and 2.0), AVA
+//! pipeline topologies (1.0 and 1.1) and graph instances / live pipelines, substitutes `${...}` parameters and system variables, checks every rule and
 //! returns either a typed [`ResolvedGraph`] or LVA's OData error body with every finding
 //! (code, JSON-path target, message).
 //!
@@ -20,12 +20,13 @@ pub use model::{ApiVersion, Topology};
 pub use params::render_time_variables;
 pub use resolve::{
     AssetSinkSpec, CACHE_RULE_BITS_PER_SECOND, CACHE_RULE_SEGMENTS, Credentials,
-    DEFAULT_INSTANCE_NAME, FileSinkSpec, ResolvedGraph, RtspSourceSpec, TlsSpec, Validation, check,
-    is_valid_resource_name, minimum_cache_mib, resolve,
+    DEFAULT_INSTANCE_NAME, FileSinkSpec, IgnoredNode, OutputType, ResolvedGraph, RtspSourceSpec,
+    TlsSpec, Validation, check, check_with, is_valid_resource_name, minimum_cache_mib, resolve,
+    resolve_with,
 };
 pub use types::{
     AssetName, DefaultPluginNames, MediaSelection, PluginKind, PluginLookup, PluginSelection,
-    RtspTransport, Secret, SegmentLength, parse_iso8601_duration, scrub_userinfo,
+    RtspTransport, Secret, SegmentLength, UnsupportedNodes, parse_iso8601_duration, scrub_userinfo,
 };
 
 impl Topology {

@@ -17,9 +17,58 @@ pub const TLS_ENDPOINT: &str = "#Microsoft.Media.MediaGraphTlsEndpoint";
 pub const USERNAME_PASSWORD: &str = "#Microsoft.Media.MediaGraphUsernamePasswordCredentials";
 pub const PEM_CERTIFICATE_LIST: &str = "#Microsoft.Media.MediaGraphPemCertificateList";
 pub const SIGNAL_GATE: &str = "#Microsoft.Media.MediaGraphSignalGateProcessor";
+/// AVA's CVR sink: an asset sink whose asset is the fixed `videoName`.
+pub const VIDEO_SINK: &str = "#Microsoft.VideoAnalyzer.VideoSink";
+
+/// LVA names its types `#Microsoft.Media.MediaGraphX`; AVA renamed most of them to
+/// `#Microsoft.VideoAnalyzer.X` with the same properties.
+const LVA_PREFIX: &str = "#Microsoft.Media.MediaGraph";
+const AVA_PREFIX: &str = "#Microsoft.VideoAnalyzer.";
+
+/// `t` is the LVA type `lva` or its AVA counterpart (any casing: AVA writes `IotHub`, LVA
+/// `IoTHub`).
+pub(crate) fn names_type(t: &str, lva: &str) -> bool {
+    if t.eq_ignore_ascii_case(lva) {
+        return true;
+    }
+    let Some(x) = lva.strip_prefix(LVA_PREFIX) else {
+        return false;
+    };
+    t.len() == AVA_PREFIX.len() + x.len()
+        && t.get(..AVA_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(AVA_PREFIX))
+        && t.get(AVA_PREFIX.len()..)
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(x))
+}
+
+/// The name to write for the LVA type `lva` in a topology of the given dialect.
+fn type_name(lva: &str, ava: bool) -> String {
+    match lva.strip_prefix(LVA_PREFIX) {
+        Some(x) if ava => format!("{AVA_PREFIX}{x}"),
+        _ => lva.to_owned(),
+    }
+}
+
+/// True when any `@type` in the document is in AVA's namespace: then `@apiVersion` is AVA's
+/// (1.0 or 1.1), not LVA's.
+fn uses_ava_types(value: &Value) -> bool {
+    match value {
+        Value::Object(m) => m.iter().any(|(k, v)| {
+            (k == "@type"
+                && v.as_str().is_some_and(|t| {
+                    t.get(..AVA_PREFIX.len())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(AVA_PREFIX))
+                }))
+                || uses_ava_types(v)
+        }),
+        Value::Array(items) => items.iter().any(uses_ava_types),
+        _ => false,
+    }
+}
 
 /// Node types of LVA 1.0/2.0, its pre-release builds and its successor AVA that appear in the
-/// official topologies or specs: recognised by name, rejected as not supported by this host.
+/// official topologies or specs: recognised by name, not run by this host (refused, or listed
+/// as ignored with `unsupportedNodes: ignore`). LVA names match their AVA counterparts too.
 const UNSUPPORTED_NODE_TYPES: &[&str] = &[
     "#Microsoft.Media.MediaGraphIoTHubMessageSource",
     "#Microsoft.Media.MediaGraphIoTHubMessageSink",
@@ -30,43 +79,38 @@ const UNSUPPORTED_NODE_TYPES: &[&str] = &[
     "#Microsoft.Media.MediaGraphGrpcExtension",
     "#Microsoft.Media.MediaGraphCognitiveServicesVisionExtension",
     "#Microsoft.Media.MediaGraphMotionDetector",
-    "#Microsoft.VideoAnalyzer.RtspSource",
-    "#Microsoft.VideoAnalyzer.IotHubMessageSource",
     "#Microsoft.VideoAnalyzer.VideoSource",
-    "#Microsoft.VideoAnalyzer.MotionDetectionProcessor",
-    "#Microsoft.VideoAnalyzer.SignalGateProcessor",
-    "#Microsoft.VideoAnalyzer.HttpExtension",
-    "#Microsoft.VideoAnalyzer.GrpcExtension",
     "#Microsoft.VideoAnalyzer.ObjectTrackingProcessor",
     "#Microsoft.VideoAnalyzer.LineCrossingProcessor",
     "#Microsoft.VideoAnalyzer.CognitiveServicesVisionProcessor",
     "#Microsoft.VideoAnalyzer.EncoderProcessor",
-    "#Microsoft.VideoAnalyzer.VideoSink",
-    "#Microsoft.VideoAnalyzer.FileSink",
-    "#Microsoft.VideoAnalyzer.IotHubMessageSink",
 ];
 
 /// Endpoint types that exist in LVA material but that this host cannot connect with.
-const UNSUPPORTED_ENDPOINT_TYPES: &[&str] = &[
-    "#Microsoft.Media.MediaGraphClearEndpoint",
-    "#Microsoft.VideoAnalyzer.UnsecuredEndpoint",
-    "#Microsoft.VideoAnalyzer.TlsEndpoint",
-];
+const UNSUPPORTED_ENDPOINT_TYPES: &[&str] = &["#Microsoft.Media.MediaGraphClearEndpoint"];
 
 const UNSUPPORTED_CREDENTIAL_TYPES: &[&str] = &["#Microsoft.Media.MediaGraphHttpHeaderCredentials"];
 
+/// LVA's 1.0 and 2.0, and AVA's 1.0 and 1.1 (told apart from LVA by their node types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApiVersion {
     V1_0,
     V2_0,
+    Ava1_0,
+    Ava1_1,
 }
 
 impl ApiVersion {
     pub fn as_str(self) -> &'static str {
         match self {
-            ApiVersion::V1_0 => "1.0",
+            ApiVersion::V1_0 | ApiVersion::Ava1_0 => "1.0",
             ApiVersion::V2_0 => "2.0",
+            ApiVersion::Ava1_1 => "1.1",
         }
+    }
+
+    pub fn is_ava(self) -> bool {
+        matches!(self, ApiVersion::Ava1_0 | ApiVersion::Ava1_1)
     }
 }
 
@@ -154,6 +198,11 @@ pub enum NodeKind {
     RtspSource(RtspSource),
     AssetSink(AssetSink),
     FileSink(FileSink),
+    /// AVA's `VideoSink`, kept verbatim too for writing it back.
+    VideoSink {
+        sink: VideoSink,
+        raw: Value,
+    },
     /// A recognised LVA/AVA node type this host does not implement, kept verbatim.
     Unsupported {
         type_name: String,
@@ -167,14 +216,15 @@ impl NodeKind {
     pub fn role(&self) -> Option<Role> {
         match self {
             NodeKind::RtspSource(_) => Some(Role::Source),
-            NodeKind::AssetSink(_) | NodeKind::FileSink(_) => Some(Role::Sink),
+            NodeKind::AssetSink(_) | NodeKind::FileSink(_) | NodeKind::VideoSink { .. } => {
+                Some(Role::Sink)
+            }
             NodeKind::Unsupported { .. } | NodeKind::Unknown => None,
         }
     }
 
     pub fn is_signal_gate(&self) -> bool {
-        matches!(self, NodeKind::Unsupported { type_name, .. } if type_name.eq_ignore_ascii_case(SIGNAL_GATE)
-            || type_name.eq_ignore_ascii_case("#Microsoft.VideoAnalyzer.SignalGateProcessor"))
+        matches!(self, NodeKind::Unsupported { type_name, .. } if names_type(type_name, SIGNAL_GATE))
     }
 }
 
@@ -235,6 +285,19 @@ pub struct PluginNames {
     pub formatter: Option<String>,
 }
 
+/// AVA's `VideoSink`: the properties that matter for recording. `retentionPeriod`,
+/// `videoPublishingOptions` other than `disableArchive`, `title` and `description` concern the
+/// cloud video resource; they are accepted with a warning that they are not used.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VideoSink {
+    pub video_name: Option<String>,
+    pub segment_length: Option<String>,
+    pub local_media_cache_path: Option<String>,
+    pub local_media_cache_maximum_size_mib: Option<String>,
+    /// `videoPublishingOptions.disableArchive`: "true" would record nothing.
+    pub disable_archive: Option<String>,
+}
+
 /// `MediaGraphFileSink`: 2.0 uses the three first properties, 1.0 only `filePathPattern`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileSink {
@@ -257,7 +320,7 @@ pub struct Instance {
 impl Topology {
     pub(crate) fn read(value: &Value, r: &mut Report) -> Option<Self> {
         let mut top = Obj::new(value, "$", r)?;
-        let api_version = read_api_version(&mut top, r);
+        let api_version = read_api_version(&mut top, uses_ava_types(value), r);
         let name = top.required_scalar("name", r);
         let mut topology = Topology {
             api_version,
@@ -342,7 +405,12 @@ impl Topology {
         ] {
             props.insert(
                 role.list().into(),
-                Value::Array(nodes.iter().map(Node::to_json).collect()),
+                Value::Array(
+                    nodes
+                        .iter()
+                        .map(|n| n.to_json(self.api_version.is_ava()))
+                        .collect(),
+                ),
             );
         }
         let mut top = Map::new();
@@ -360,28 +428,39 @@ fn put(map: &mut Map<String, Value>, key: &str, value: &Option<String>) {
 }
 
 /// A missing `@apiVersion` is tolerated with a warning: GET responses of LVA do not echo it, so
-/// operators' saved copies often lack it.
-fn read_api_version(top: &mut Obj<'_>, r: &mut Report) -> ApiVersion {
+/// operators' saved copies often lack it. `ava`: the document uses AVA's node types.
+fn read_api_version(top: &mut Obj<'_>, ava: bool, r: &mut Report) -> ApiVersion {
+    let newest = if ava {
+        ApiVersion::Ava1_1
+    } else {
+        ApiVersion::V2_0
+    };
     match top.scalar("@apiVersion", r) {
         None => {
             r.warn(
                 code::PROPERTY_REQUIRED,
                 "$.@apiVersion",
-                "property '@apiVersion' is missing; reading the topology as 2.0",
+                format!(
+                    "property '@apiVersion' is missing; reading the topology as {} {}",
+                    if ava { "AVA" } else { "LVA" },
+                    newest.as_str()
+                ),
             );
-            ApiVersion::V2_0
+            newest
         }
+        Some(v) if v == "1.0" && ava => ApiVersion::Ava1_0,
+        Some(v) if v == "1.1" && ava => ApiVersion::Ava1_1,
         Some(v) if v == "1.0" => ApiVersion::V1_0,
-        Some(v) if v == "2.0" => ApiVersion::V2_0,
+        Some(v) if v == "2.0" && !ava => ApiVersion::V2_0,
         Some(v) => {
             r.error(
                 code::API_VERSION_NOT_SUPPORTED,
                 "$.@apiVersion",
                 format!(
-                    "@apiVersion '{v}' is not supported by this host; supported versions: 1.0, 2.0"
+                    "@apiVersion '{v}' is not supported by this host; supported versions: 1.0, 2.0 (LVA node types), 1.0, 1.1 (AVA node types)"
                 ),
             );
-            ApiVersion::V2_0
+            newest
         }
     }
 }
@@ -446,20 +525,18 @@ fn read_node(value: &Value, path: &str, role: Role, r: &mut Report) -> Option<No
     });
     let kind = match type_name.as_deref() {
         None => NodeKind::Unknown,
-        Some(t) if t.eq_ignore_ascii_case(RTSP_SOURCE) => {
-            NodeKind::RtspSource(read_rtsp_source(&mut o, r))
-        }
+        Some(t) if names_type(t, RTSP_SOURCE) => NodeKind::RtspSource(read_rtsp_source(&mut o, r)),
         Some(t) if t.eq_ignore_ascii_case(ASSET_SINK) => {
             NodeKind::AssetSink(read_asset_sink(&mut o, r))
         }
-        Some(t) if t.eq_ignore_ascii_case(FILE_SINK) => {
-            NodeKind::FileSink(read_file_sink(&mut o, r))
-        }
-        Some(t)
-            if UNSUPPORTED_NODE_TYPES
-                .iter()
-                .any(|u| u.eq_ignore_ascii_case(t)) =>
-        {
+        Some(t) if t.eq_ignore_ascii_case(VIDEO_SINK) => NodeKind::VideoSink {
+            sink: read_video_sink(&mut o, r),
+            raw: value.clone(),
+        },
+        Some(t) if names_type(t, FILE_SINK) => NodeKind::FileSink(read_file_sink(&mut o, r)),
+        Some(t) if UNSUPPORTED_NODE_TYPES.iter().any(|u| names_type(t, u)) => {
+            // Refused or listed as ignored by the resolver, which knows the setting; the
+            // finding is recorded here so that reading alone (`Topology::parse`) refuses it.
             r.error(
                 code::NODE_TYPE_NOT_SUPPORTED,
                 path,
@@ -567,9 +644,9 @@ fn read_rtsp_source(o: &mut Obj<'_>, r: &mut Report) -> RtspSource {
 fn read_endpoint(value: &Value, path: &str, r: &mut Report) -> Option<Endpoint> {
     let mut o = Obj::new(value, path, r)?;
     let type_name = o.required_scalar("@type", r)?;
-    let tls = if type_name.eq_ignore_ascii_case(UNSECURED_ENDPOINT) {
+    let tls = if names_type(&type_name, UNSECURED_ENDPOINT) {
         None
-    } else if type_name.eq_ignore_ascii_case(TLS_ENDPOINT) {
+    } else if names_type(&type_name, TLS_ENDPOINT) {
         Some(read_tls_options(&mut o, r))
     } else {
         let (code, message) = if UNSUPPORTED_ENDPOINT_TYPES
@@ -590,6 +667,15 @@ fn read_endpoint(value: &Value, path: &str, r: &mut Report) -> Option<Endpoint> 
         return None;
     };
     let url = o.required_scalar("url", r);
+    if o.get("tunnel", r).is_some() {
+        // AVA cloud pipelines reach a camera behind a firewall through an IoT device tunnel;
+        // connecting directly instead would silently record nothing.
+        r.error(
+            code::PROPERTY_NOT_SUPPORTED,
+            o.child("tunnel"),
+            "endpoint tunnels (AVA cloud pipelines) are not supported by this host; the camera must be reachable directly",
+        );
+    }
     let credentials = o
         .get("credentials", r)
         .and_then(|c| read_credentials(c, &o.child("credentials"), r));
@@ -608,7 +694,7 @@ fn read_tls_options(o: &mut Obj<'_>, r: &mut Report) -> TlsOptions {
     {
         let t = list.required_scalar("@type", r);
         if t.as_deref()
-            .is_some_and(|t| !t.eq_ignore_ascii_case(PEM_CERTIFICATE_LIST))
+            .is_some_and(|t| !names_type(t, PEM_CERTIFICATE_LIST))
         {
             r.error(
                 code::NODE_TYPE_UNKNOWN,
@@ -640,10 +726,10 @@ fn read_tls_options(o: &mut Obj<'_>, r: &mut Report) -> TlsOptions {
 fn read_credentials(value: &Value, path: &str, r: &mut Report) -> Option<UsernamePassword> {
     let mut o = Obj::new(value, path, r)?;
     let type_name = o.required_scalar("@type", r)?;
-    if !type_name.eq_ignore_ascii_case(USERNAME_PASSWORD) {
+    if !names_type(&type_name, USERNAME_PASSWORD) {
         let (code, message) = if UNSUPPORTED_CREDENTIAL_TYPES
             .iter()
-            .any(|u| u.eq_ignore_ascii_case(&type_name))
+            .any(|u| names_type(&type_name, u))
         {
             (
                 code::CREDENTIALS_TYPE_NOT_SUPPORTED,
@@ -688,6 +774,34 @@ fn read_asset_sink(o: &mut Obj<'_>, r: &mut Report) -> AssetSink {
     }
 }
 
+fn read_video_sink(o: &mut Obj<'_>, r: &mut Report) -> VideoSink {
+    let video_name = o.required_scalar("videoName", r);
+    let local_media_cache_path = o.required_scalar("localMediaCachePath", r);
+    let local_media_cache_maximum_size_mib = o.required_scalar("localMediaCacheMaximumSizeMiB", r);
+    let segment_length = o.get("videoCreationProperties", r).and_then(|c| {
+        let mut c = Obj::new(c, o.child("videoCreationProperties"), r)?;
+        // Shown on the cloud video resource only.
+        let _ = c.scalar("title", r);
+        let _ = c.scalar("description", r);
+        let segment_length = c.scalar("segmentLength", r);
+        c.finish(r, Unknown::Warn);
+        segment_length
+    });
+    let disable_archive = o.get("videoPublishingOptions", r).and_then(|p| {
+        let mut p = Obj::new(p, o.child("videoPublishingOptions"), r)?;
+        let disable = p.scalar("disableArchive", r);
+        p.finish(r, Unknown::Warn);
+        disable
+    });
+    VideoSink {
+        video_name,
+        segment_length,
+        local_media_cache_path,
+        local_media_cache_maximum_size_mib,
+        disable_archive,
+    }
+}
+
 fn read_file_sink(o: &mut Obj<'_>, r: &mut Report) -> FileSink {
     FileSink {
         base_directory_path: o.scalar("baseDirectoryPath", r),
@@ -698,17 +812,19 @@ fn read_file_sink(o: &mut Obj<'_>, r: &mut Report) -> FileSink {
 }
 
 impl Node {
-    fn to_json(&self) -> Value {
+    fn to_json(&self, ava: bool) -> Value {
         let mut m = match &self.kind {
-            NodeKind::Unsupported { raw, .. } => return raw.clone(),
+            NodeKind::Unsupported { raw, .. } | NodeKind::VideoSink { raw, .. } => {
+                return raw.clone();
+            }
             NodeKind::Unknown => Map::new(),
             NodeKind::RtspSource(s) => {
                 let mut m = Map::new();
-                m.insert("@type".into(), json!(RTSP_SOURCE));
+                m.insert("@type".into(), json!(type_name(RTSP_SOURCE, ava)));
                 put(&mut m, "name", &self.name);
                 put(&mut m, "transport", &s.transport);
                 if let Some(e) = &s.endpoint {
-                    m.insert("endpoint".into(), e.to_json());
+                    m.insert("endpoint".into(), e.to_json(ava));
                 }
                 m
             }
@@ -735,7 +851,7 @@ impl Node {
             }
             NodeKind::FileSink(f) => {
                 let mut m = Map::new();
-                m.insert("@type".into(), json!(FILE_SINK));
+                m.insert("@type".into(), json!(type_name(FILE_SINK, ava)));
                 put(&mut m, "name", &self.name);
                 put(&mut m, "baseDirectoryPath", &f.base_directory_path);
                 put(&mut m, "fileNamePattern", &f.file_name_pattern);
@@ -772,20 +888,18 @@ impl Node {
 }
 
 impl Endpoint {
-    fn to_json(&self) -> Value {
+    fn to_json(&self, ava: bool) -> Value {
         let mut m = Map::new();
-        m.insert(
-            "@type".into(),
-            json!(if self.tls.is_some() {
-                TLS_ENDPOINT
-            } else {
-                UNSECURED_ENDPOINT
-            }),
-        );
+        let endpoint = if self.tls.is_some() {
+            TLS_ENDPOINT
+        } else {
+            UNSECURED_ENDPOINT
+        };
+        m.insert("@type".into(), json!(type_name(endpoint, ava)));
         put(&mut m, "url", &self.url);
         if let Some(c) = &self.credentials {
             let mut cm = Map::new();
-            cm.insert("@type".into(), json!(USERNAME_PASSWORD));
+            cm.insert("@type".into(), json!(type_name(USERNAME_PASSWORD, ava)));
             put(&mut cm, "username", &c.username);
             put(&mut cm, "password", &c.password);
             m.insert("credentials".into(), Value::Object(cm));
@@ -794,7 +908,7 @@ impl Endpoint {
             if let Some(certs) = &tls.trusted_certificates {
                 m.insert(
                     "trustedCertificates".into(),
-                    json!({"@type": PEM_CERTIFICATE_LIST, "certificates": certs}),
+                    json!({"@type": type_name(PEM_CERTIFICATE_LIST, ava), "certificates": certs}),
                 );
             }
             if tls.ignore_hostname.is_some() || tls.ignore_signature.is_some() {
@@ -813,15 +927,15 @@ impl Instance {
         let root = "instance:$";
         let mut top = Obj::new(value, root, r)?;
         // The instance's own @apiVersion does not change how the topology is read.
+        // AVA's live pipelines are instances too (1.0, 1.1).
         if let Some(v) = top.scalar("@apiVersion", r)
-            && v != "1.0"
-            && v != "2.0"
+            && !["1.0", "1.1", "2.0"].contains(&v.as_str())
         {
             r.error(
                 code::API_VERSION_NOT_SUPPORTED,
                 top.child("@apiVersion"),
                 format!(
-                    "@apiVersion '{v}' is not supported by this host; supported versions: 1.0, 2.0"
+                    "@apiVersion '{v}' is not supported by this host; supported versions: 1.0, 2.0 (LVA), 1.0, 1.1 (AVA)"
                 ),
             );
         }

@@ -19,6 +19,14 @@ pub(crate) const SYSTEM_PRECISE_DATE_TIME: &str = "System.PreciseDateTime";
 const SYSTEM_TOPOLOGY_NAME: &str = "System.GraphTopologyName";
 const SYSTEM_INSTANCE_NAME: &str = "System.GraphInstanceName";
 
+/// AVA's names for the same four variables (AVA-FAQ), mapped to LVA's.
+const AVA_SYSTEM_VARIABLES: [(&str, &str); 4] = [
+    ("System.TopologyName", SYSTEM_TOPOLOGY_NAME),
+    ("System.PipelineName", SYSTEM_INSTANCE_NAME),
+    ("System.Runtime.DateTime", SYSTEM_DATE_TIME),
+    ("System.Runtime.PreciseDateTime", SYSTEM_PRECISE_DATE_TIME),
+];
+
 struct Value {
     text: String,
     secret: bool,
@@ -200,8 +208,12 @@ impl Params {
                 );
                 return None;
             };
-            let name = &after[..end];
+            let written = &after[..end];
             rest = &after[end + 1..];
+            let name = AVA_SYSTEM_VARIABLES
+                .iter()
+                .find(|(ava, _)| ava.eq_ignore_ascii_case(written))
+                .map_or(written, |(_, lva)| *lva);
             if let Some(system) = name
                 .get(..7)
                 .filter(|p| p.eq_ignore_ascii_case("System."))
@@ -222,7 +234,7 @@ impl Params {
                             code::SYSTEM_VARIABLE_UNKNOWN,
                             path,
                             format!(
-                                "unknown system variable 'System.{system}'; known: {SYSTEM_TOPOLOGY_NAME}, {SYSTEM_INSTANCE_NAME}, {SYSTEM_DATE_TIME}, {SYSTEM_PRECISE_DATE_TIME}"
+                                "unknown system variable 'System.{system}'; known: {SYSTEM_TOPOLOGY_NAME}, {SYSTEM_INSTANCE_NAME}, {SYSTEM_DATE_TIME}, {SYSTEM_PRECISE_DATE_TIME} and AVA's System.TopologyName, System.PipelineName, System.Runtime.DateTime, System.Runtime.PreciseDateTime"
                             ),
                         );
                         ok = false;

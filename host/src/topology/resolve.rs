@@ -14,7 +14,7 @@ use super::model::{self, ApiVersion, Instance, Node, NodeKind, Role, Topology};
 use super::params::{Params, TimeVars, render_time_variables};
 use super::types::{
     AssetName, MediaSelection, PluginKind, PluginLookup, PluginSelection, RtspTransport, Secret,
-    SegmentLength, scrub_userinfo,
+    SegmentLength, UnsupportedNodes, scrub_userinfo,
 };
 
 /// Instance name used when no instance document is given (`mediagraph validate` without
@@ -44,6 +44,41 @@ pub struct ResolvedGraph {
     pub sources: Vec<RtspSourceSpec>,
     pub asset_sinks: Vec<AssetSinkSpec>,
     pub file_sinks: Vec<FileSinkSpec>,
+    /// Nodes this host does not run, accepted with `unsupportedNodes: ignore` (always empty
+    /// with `reject`). Nothing recorded passes through them.
+    pub ignored_nodes: Vec<IgnoredNode>,
+}
+
+/// A recognised node that is not run (motion detection, extensions, IoT Hub nodes, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IgnoredNode {
+    pub node: String,
+    /// Its `@type` as written.
+    pub node_type: String,
+    /// `sources`, `processors` or `sinks`: with the node name, the event subject.
+    pub list: &'static str,
+    /// JSON path of the node in the topology.
+    pub target: String,
+}
+
+/// What a recording sink reports as its output in RecordingStarted/Stopped (`outputType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OutputType {
+    /// LVA's asset sink: `outputLocation` is the asset name.
+    AssetName,
+    /// AVA's video sink: `outputLocation` is the video name.
+    VideoName,
+}
+
+impl OutputType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputType::AssetName => "assetName",
+            OutputType::VideoName => "videoName",
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Serialize)]
@@ -99,6 +134,8 @@ pub struct AssetSinkSpec {
     pub cache_max_bytes: u64,
     pub media: MediaSelection,
     pub plugins: PluginSelection,
+    /// `assetName` for an LVA asset sink, `videoName` for an AVA video sink.
+    pub output_type: OutputType,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -131,6 +168,7 @@ pub struct Validation {
 
 /// Reads, substitutes and validates a topology with an optional graph instance and
 /// `NAME=VALUE` overrides (applied over the instance's values). All findings at once.
+/// Unsupported nodes are refused ([`UnsupportedNodes::Reject`]); see [`resolve_with`].
 pub fn resolve(
     topology_json: &str,
     instance_json: Option<&str>,
@@ -141,6 +179,26 @@ pub fn resolve(
     check(topology_json, instance_json, overrides, plugins, now).outcome
 }
 
+/// [`resolve`] with the `unsupportedNodes` setting.
+pub fn resolve_with(
+    topology_json: &str,
+    instance_json: Option<&str>,
+    overrides: &[(String, String)],
+    plugins: &dyn PluginLookup,
+    now: SystemTime,
+    unsupported: UnsupportedNodes,
+) -> Result<ResolvedGraph, ErrorBody> {
+    check_with(
+        topology_json,
+        instance_json,
+        overrides,
+        plugins,
+        now,
+        unsupported,
+    )
+    .outcome
+}
+
 /// [`resolve`] that also returns the warnings.
 pub fn check(
     topology_json: &str,
@@ -148,6 +206,25 @@ pub fn check(
     overrides: &[(String, String)],
     plugins: &dyn PluginLookup,
     now: SystemTime,
+) -> Validation {
+    check_with(
+        topology_json,
+        instance_json,
+        overrides,
+        plugins,
+        now,
+        UnsupportedNodes::Reject,
+    )
+}
+
+/// [`resolve_with`] that also returns the warnings.
+pub fn check_with(
+    topology_json: &str,
+    instance_json: Option<&str>,
+    overrides: &[(String, String)],
+    plugins: &dyn PluginLookup,
+    now: SystemTime,
+    unsupported: UnsupportedNodes,
 ) -> Validation {
     let topology_value = parse_text(topology_json, "$");
     let instance_value = instance_json
@@ -169,8 +246,9 @@ pub fn check(
     let instance = instance_value
         .as_ref()
         .and_then(|v| Instance::read(v, &mut r));
-    let graph = topology
-        .map(|t| Builder::new(&t, &mut r).build(instance.as_ref(), overrides, plugins, now));
+    let graph = topology.map(|t| {
+        Builder::new(&t, &mut r).build(instance.as_ref(), overrides, plugins, now, unsupported)
+    });
     let outcome = match graph {
         Some(graph) if r.errors.is_empty() => Ok(graph),
         _ => Err(ErrorBody::invalid_resource(r.errors)),
@@ -215,6 +293,7 @@ impl<'t, 'r> Builder<'t, 'r> {
         overrides: &[(String, String)],
         plugins: &dyn PluginLookup,
         now: SystemTime,
+        unsupported: UnsupportedNodes,
     ) -> ResolvedGraph {
         let topology_name = self.topology.name.clone().unwrap_or_default();
         if self.topology.name.is_some() && !is_valid_resource_name(&topology_name) {
@@ -264,6 +343,7 @@ impl<'t, 'r> Builder<'t, 'r> {
             sources: Vec::new(),
             asset_sinks: Vec::new(),
             file_sinks: Vec::new(),
+            ignored_nodes: Vec::new(),
         };
         // A misplaced source is reported as misplaced, not counted here as well.
         let sources = self.topology.sources.iter().enumerate();
@@ -287,16 +367,21 @@ impl<'t, 'r> Builder<'t, 'r> {
                         graph.sources.push(spec);
                     }
                 }
-                NodeKind::AssetSink(a) => {
+                NodeKind::AssetSink(_) | NodeKind::VideoSink { .. } => {
                     asset_sinks += 1;
                     if asset_sinks > 1 {
                         self.r.error(
                             code::ASSET_SINK_MULTIPLE,
                             &path,
-                            "a topology can have at most one asset sink",
+                            "a topology can have at most one asset sink (or AVA video sink)",
                         );
                     }
-                    if let Some(spec) = self.asset_sink(&params, plugins, &path, node, a) {
+                    let sink = match &node.kind {
+                        NodeKind::AssetSink(a) => AssetLike::from_asset_sink(a),
+                        NodeKind::VideoSink { sink, .. } => AssetLike::from_video_sink(sink),
+                        _ => unreachable!("matched above"),
+                    };
+                    if let Some(spec) = self.asset_sink(&params, plugins, &path, node, &sink) {
                         graph.asset_sinks.push(spec);
                     }
                 }
@@ -316,7 +401,46 @@ impl<'t, 'r> Builder<'t, 'r> {
                 NodeKind::Unsupported { .. } | NodeKind::Unknown => {}
             }
         }
+        if unsupported == UnsupportedNodes::Ignore {
+            graph.ignored_nodes = self.ignore_unsupported_nodes();
+            if asset_sinks + file_sinks == 0 {
+                self.r.error(
+                    code::NO_RECORDING_SINK,
+                    "$.properties.sinks",
+                    "no sink of this topology records video (asset sink, video sink or file sink); its other nodes are analytics, which this host does not run",
+                );
+            }
+        }
         graph
+    }
+
+    /// `unsupportedNodes: ignore`: takes back the findings that refused each recognised but
+    /// unsupported node and lists the node instead. A recording sink fed through such a node
+    /// has its own finding (see [`Builder::sink_input`]), which stays.
+    fn ignore_unsupported_nodes(&mut self) -> Vec<IgnoredNode> {
+        let mut ignored = Vec::new();
+        for (path, node) in self.topology.nodes() {
+            let NodeKind::Unsupported { type_name, .. } = &node.kind else {
+                continue;
+            };
+            let list = if path.starts_with("$.properties.sources") {
+                Role::Source
+            } else if path.starts_with("$.properties.processors") {
+                Role::Processor
+            } else {
+                Role::Sink
+            };
+            self.r
+                .errors
+                .retain(|d| !(d.code == code::NODE_TYPE_NOT_SUPPORTED && d.target == path));
+            ignored.push(IgnoredNode {
+                node: node.name.clone().unwrap_or_default(),
+                node_type: type_name.clone(),
+                list: list.list(),
+                target: path,
+            });
+        }
+        ignored
     }
 
     /// Names, inputs, cycles, reachability.
@@ -725,6 +849,7 @@ impl<'t, 'r> Builder<'t, 'r> {
         node: &Node,
         kind: &str,
     ) -> Option<(String, MediaSelection)> {
+        let kind_label = kind;
         let inputs = node.inputs.as_deref().unwrap_or_default();
         let label = node.name.as_deref().unwrap_or("(unnamed)");
         if inputs.len() > 1 {
@@ -740,8 +865,17 @@ impl<'t, 'r> Builder<'t, 'r> {
         let (_, _, source) = self.nodes.get(from)?;
         let source_name = match &source.kind {
             NodeKind::RtspSource(_) => from.to_owned(),
-            // The signal gate itself is already reported as not supported.
-            kind if kind.is_signal_gate() => return None,
+            kind if kind.is_signal_gate() => {
+                // Recording continuously what LVA recorded only while the gate was open would
+                // fill the disk with what the operator chose not to keep: refused whatever
+                // `unsupportedNodes` says.
+                self.r.error(
+                    code::EVENT_BASED_RECORDING_NOT_SUPPORTED,
+                    format!("{path}.inputs[0].nodeName"),
+                    format!("{kind_label} '{label}' records only while signal gate '{from}' is open (event-based recording), which this host does not support"),
+                );
+                return None;
+            }
             _ => {
                 self.r.error(
                     code::SINK_INPUT_INVALID,
@@ -760,7 +894,9 @@ impl<'t, 'r> Builder<'t, 'r> {
             // 2.0 passes audio (if the camera has it) and video downstream; 1.0 had no audio.
             return Some(match self.topology.api_version {
                 ApiVersion::V1_0 => MediaSelection::VideoOnly,
-                ApiVersion::V2_0 => MediaSelection::AudioAndVideo,
+                ApiVersion::V2_0 | ApiVersion::Ava1_0 | ApiVersion::Ava1_1 => {
+                    MediaSelection::AudioAndVideo
+                }
             });
         }
         let mut kept: Vec<&str> = vec!["video", "audio", "application"];
@@ -824,13 +960,32 @@ impl<'t, 'r> Builder<'t, 'r> {
         plugins: &dyn PluginLookup,
         path: &str,
         node: &Node,
-        a: &model::AssetSink,
+        a: &AssetLike<'_>,
     ) -> Option<AssetSinkSpec> {
-        let input = self.sink_input(path, node, "asset sink");
-        let name_target = format!("{path}.assetNamePattern");
+        let input = self.sink_input(path, node, a.kind);
+        let name_target = format!("{path}.{}", a.name_property);
+        if a.output_type == OutputType::VideoName
+            && a.name
+                .is_some_and(|n| n.to_ascii_lowercase().contains("${system.runtime."))
+        {
+            // AVA: a video resource's name cannot change per activation.
+            self.r.error(
+                code::PROPERTY_VALUE_INVALID,
+                &name_target,
+                "videoName cannot use the System.Runtime.* variables (AVA's rule: a video's name is fixed)",
+            );
+        }
+        if a.disable_archive
+            .is_some_and(|d| d.eq_ignore_ascii_case("true"))
+        {
+            self.r.error(
+                code::PROPERTY_NOT_SUPPORTED,
+                format!("{path}.videoPublishingOptions.disableArchive"),
+                "a video sink with disableArchive 'true' records nothing; this host records every video sink",
+            );
+        }
         let asset_name = a
-            .asset_name_pattern
-            .as_ref()
+            .name
             .and_then(|p| params.substitute(p, &name_target, TimeVars::Now, self.r))
             .and_then(|n| {
                 AssetName::new(n.value.clone())
@@ -849,8 +1004,8 @@ impl<'t, 'r> Builder<'t, 'r> {
                     })
                     .ok()
             });
-        let seg_target = format!("{path}.segmentLength");
-        let segment_length = match &a.segment_length {
+        let seg_target = format!("{path}.{}", a.segment_length_property);
+        let segment_length = match a.segment_length {
             None => Some(SegmentLength::DEFAULT),
             Some(s) => params
                 .substitute(s, &seg_target, TimeVars::Now, self.r)
@@ -868,8 +1023,7 @@ impl<'t, 'r> Builder<'t, 'r> {
         };
         let cache_target = format!("{path}.localMediaCachePath");
         let cache_path = a
-            .local_media_cache_path
-            .as_ref()
+            .cache_path
             // Time variables are kept to be refused: a cache named by the start time is a new
             // cache at every start, and the pending segments of the previous one are orphaned.
             .and_then(|p| params.substitute(p, &cache_target, TimeVars::Keep, self.r))
@@ -904,7 +1058,7 @@ impl<'t, 'r> Builder<'t, 'r> {
                 }
             });
         let size_target = format!("{path}.localMediaCacheMaximumSizeMiB");
-        let cache_mib = a.local_media_cache_maximum_size_mib.as_ref().and_then(|s| params.substitute(s, &size_target, TimeVars::Now, self.r)).and_then(|s| {
+        let cache_mib = a.cache_mib.and_then(|s| params.substitute(s, &size_target, TimeVars::Now, self.r)).and_then(|s| {
             match positive_integer(s.value.trim()) {
                 Some(mib) if mib <= u64::MAX / MIB => Some(mib),
                 _ => {
@@ -931,12 +1085,7 @@ impl<'t, 'r> Builder<'t, 'r> {
                 );
             }
         }
-        let selection = self.plugins(
-            params,
-            plugins,
-            &format!("{path}.plugins"),
-            a.plugins.as_ref(),
-        );
+        let selection = self.plugins(params, plugins, &format!("{path}.plugins"), a.plugins);
         let (source, media) = input?;
         let (asset_name, segment_length, cache_path, cache_mib, plugins) = (
             asset_name?,
@@ -954,6 +1103,7 @@ impl<'t, 'r> Builder<'t, 'r> {
             cache_max_bytes: cache_mib * MIB,
             media,
             plugins,
+            output_type: a.output_type,
         })
     }
 
@@ -1028,7 +1178,7 @@ impl<'t, 'r> Builder<'t, 'r> {
             let p = params.substitute(pattern, &target, TimeVars::Keep, self.r)?;
             let full = PathBuf::from(&p.value);
             match (full.is_absolute(), full.parent(), full.file_name()) {
-                (true, Some(dir), Some(file)) => {
+                (true, Some(dir), Some(file)) if !has_parent_dir(&full) => {
                     (dir.to_path_buf(), file.to_string_lossy().into_owned(), None)
                 }
                 _ => {
@@ -1036,7 +1186,7 @@ impl<'t, 'r> Builder<'t, 'r> {
                         code::PROPERTY_VALUE_INVALID,
                         target,
                         format!(
-                            "filePathPattern '{}' must be an absolute file path",
+                            "filePathPattern '{}' must be an absolute file path without '..'",
                             p.shown()
                         ),
                     );
@@ -1067,13 +1217,14 @@ impl<'t, 'r> Builder<'t, 'r> {
             );
             let dir = dir.and_then(|d| {
                 let dir = PathBuf::from(&d);
-                if dir.is_absolute() {
+                if dir.is_absolute() && !has_parent_dir(&dir) {
                     Some(dir)
                 } else {
+                    // Without '..' the files stay inside --data-dir, like the caches.
                     self.r.error(
                         code::PROPERTY_VALUE_INVALID,
                         format!("{path}.baseDirectoryPath"),
-                        format!("baseDirectoryPath '{d}' must be an absolute path"),
+                        format!("baseDirectoryPath '{d}' must be an absolute path without '..'"),
                     );
                     None
                 }
@@ -1139,6 +1290,58 @@ impl<'t, 'r> Builder<'t, 'r> {
             .substitute(text, &target, time, self.r)
             .map(|v| v.value)
     }
+}
+
+/// What an LVA asset sink and an AVA video sink have in common, with where each property is
+/// written (for the findings' paths).
+struct AssetLike<'a> {
+    kind: &'static str,
+    output_type: OutputType,
+    name: Option<&'a str>,
+    name_property: &'static str,
+    segment_length: Option<&'a str>,
+    segment_length_property: &'static str,
+    cache_path: Option<&'a String>,
+    cache_mib: Option<&'a String>,
+    plugins: Option<&'a model::PluginNames>,
+    disable_archive: Option<&'a str>,
+}
+
+impl<'a> AssetLike<'a> {
+    fn from_asset_sink(a: &'a model::AssetSink) -> Self {
+        Self {
+            kind: "asset sink",
+            output_type: OutputType::AssetName,
+            name: a.asset_name_pattern.as_deref(),
+            name_property: "assetNamePattern",
+            segment_length: a.segment_length.as_deref(),
+            segment_length_property: "segmentLength",
+            cache_path: a.local_media_cache_path.as_ref(),
+            cache_mib: a.local_media_cache_maximum_size_mib.as_ref(),
+            plugins: a.plugins.as_ref(),
+            disable_archive: None,
+        }
+    }
+
+    fn from_video_sink(v: &'a model::VideoSink) -> Self {
+        Self {
+            kind: "video sink",
+            output_type: OutputType::VideoName,
+            name: v.video_name.as_deref(),
+            name_property: "videoName",
+            segment_length: v.segment_length.as_deref(),
+            segment_length_property: "videoCreationProperties.segmentLength",
+            cache_path: v.local_media_cache_path.as_ref(),
+            cache_mib: v.local_media_cache_maximum_size_mib.as_ref(),
+            plugins: None,
+            disable_archive: v.disable_archive.as_deref(),
+        }
+    }
+}
+
+fn has_parent_dir(path: &std::path::Path) -> bool {
+    path.components()
+        .any(|c| c == std::path::Component::ParentDir)
 }
 
 fn positive_integer(text: &str) -> Option<u64> {

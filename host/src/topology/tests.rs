@@ -445,6 +445,10 @@ fn graph_structure_rules() {
                 "$.properties.processors[0].inputs"
             ),
             (code::SINK_UNREACHABLE, "$.properties.sinks[0]"),
+            (
+                code::EVENT_BASED_RECORDING_NOT_SUPPORTED,
+                "$.properties.sinks[0].inputs[0].nodeName"
+            ),
         ]
     );
 
@@ -499,7 +503,8 @@ fn graph_structure_rules() {
         codes,
         [code::NODE_TYPE_NOT_SUPPORTED, code::SINK_INPUT_INVALID]
     );
-    // Fed by a signal gate: only the gate itself is reported.
+    // Fed by a signal gate: the gate and the event-based recording are reported, both as
+    // not supported.
     let doc = edit(
         base(),
         &[
@@ -1273,6 +1278,37 @@ fn structural_findings() {
 }
 
 #[test]
+fn file_sink_directories_stay_where_they_are_put() {
+    let sink = |dir: &str| {
+        json!({
+            "@type": "#Microsoft.Media.MediaGraphFileSink", "name": "fileSink",
+            "baseDirectoryPath": dir, "fileNamePattern": "${System.DateTime}", "maximumSizeMiB": "1",
+            "inputs": [{"nodeName": "rtspSource"}]
+        })
+    };
+    rejected(
+        &[("/properties/sinks/-", Some(sink("/var/media/../../etc")))],
+        code::PROPERTY_VALUE_INVALID,
+        "$.properties.sinks[1].baseDirectoryPath",
+    );
+    rejected(
+        &[
+            ("/@apiVersion", Some(json!("1.0"))),
+            (
+                "/properties/sinks/-",
+                Some(json!({
+                    "@type": "#Microsoft.Media.MediaGraphFileSink", "name": "fileSink",
+                    "filePathPattern": "/var/media/../x-${System.DateTime}",
+                    "inputs": [{"nodeName": "rtspSource"}]
+                })),
+            ),
+        ],
+        code::PROPERTY_VALUE_INVALID,
+        "$.properties.sinks[1].filePathPattern",
+    );
+}
+
+#[test]
 fn a_1_0_file_sink_splits_its_path_pattern() {
     let sink = json!({
         "@type": "#Microsoft.Media.MediaGraphFileSink", "name": "fileSink",
@@ -1290,4 +1326,371 @@ fn a_1_0_file_sink_splits_its_path_pattern() {
         "sampleFilesFromEVR-Cvr-1-${System.DateTime}"
     );
     assert_eq!(f.max_bytes, None);
+}
+
+/// [`run`] with `unsupportedNodes` set.
+fn run_mode(doc: &Value, mode: UnsupportedNodes) -> Result<ResolvedGraph, ErrorBody> {
+    resolve_with(
+        &doc.to_string(),
+        None,
+        &params(),
+        &DefaultPluginNames,
+        now(),
+        mode,
+    )
+}
+
+fn findings(err: &ErrorBody) -> Vec<(&str, &str)> {
+    err.details()
+        .iter()
+        .map(|d| (d.code.as_str(), d.target.as_str()))
+        .collect()
+}
+
+/// The base CVR topology with LVA's motion-detection side branch (cvr-with-motion): motion
+/// detection on the camera, its events to an IoT Hub sink.
+fn cvr_with_motion() -> Value {
+    edit(
+        base(),
+        &[
+            (
+                "/properties/processors",
+                Some(json!([{
+                    "@type": "#Microsoft.Media.MediaGraphMotionDetectionProcessor", "name": "motionDetection",
+                    "sensitivity": "medium", "inputs": [{"nodeName": "rtspSource"}]
+                }])),
+            ),
+            (
+                "/properties/sinks/-",
+                Some(json!({
+                    "@type": "#Microsoft.Media.MediaGraphIoTHubMessageSink", "name": "hubSink",
+                    "hubOutputName": "inferenceOutput", "inputs": [{"nodeName": "motionDetection"}]
+                })),
+            ),
+        ],
+    )
+}
+
+#[test]
+fn analytics_side_branches_are_refused_or_listed_as_ignored() {
+    let doc = cvr_with_motion();
+    let err = run_mode(&doc, UnsupportedNodes::Reject).expect_err("reject mode");
+    assert_eq!(
+        findings(&err),
+        [
+            (code::NODE_TYPE_NOT_SUPPORTED, "$.properties.processors[0]"),
+            (code::NODE_TYPE_NOT_SUPPORTED, "$.properties.sinks[1]"),
+        ]
+    );
+    // The default of `resolve` is reject.
+    assert_eq!(run(&doc, None, &params()).unwrap_err(), err);
+
+    let g = run_mode(&doc, UnsupportedNodes::Ignore).expect("ignore mode");
+    assert_eq!(g.asset_sinks.len(), 1);
+    assert_eq!(g.asset_sinks[0].source, "rtspSource");
+    assert_eq!(
+        g.ignored_nodes,
+        [
+            IgnoredNode {
+                node: "motionDetection".into(),
+                node_type: "#Microsoft.Media.MediaGraphMotionDetectionProcessor".into(),
+                list: "processors",
+                target: "$.properties.processors[0]".into(),
+            },
+            IgnoredNode {
+                node: "hubSink".into(),
+                node_type: "#Microsoft.Media.MediaGraphIoTHubMessageSink".into(),
+                list: "sinks",
+                target: "$.properties.sinks[1]".into(),
+            },
+        ]
+    );
+    // Reject mode lists nothing as ignored: a topology without such nodes resolves the same.
+    assert!(accepted(&[]).ignored_nodes.is_empty());
+}
+
+#[test]
+fn a_sink_behind_a_signal_gate_is_refused_in_both_modes() {
+    let doc = edit(
+        cvr_with_motion(),
+        &[
+            (
+                "/properties/processors/-",
+                Some(json!({
+                    "@type": "#Microsoft.Media.MediaGraphSignalGateProcessor", "name": "gate",
+                    "inputs": [{"nodeName": "motionDetection"}, {"nodeName": "rtspSource"}]
+                })),
+            ),
+            ("/properties/sinks/0/inputs/0/nodeName", Some(json!("gate"))),
+        ],
+    );
+    let err = run_mode(&doc, UnsupportedNodes::Ignore).expect_err("event-based recording");
+    assert_eq!(
+        findings(&err),
+        [(
+            code::EVENT_BASED_RECORDING_NOT_SUPPORTED,
+            "$.properties.sinks[0].inputs[0].nodeName"
+        )]
+    );
+    assert_eq!(
+        err.details()[0].message,
+        "asset sink 'assetSink' records only while signal gate 'gate' is open (event-based recording), which this host does not support"
+    );
+    let err = run_mode(&doc, UnsupportedNodes::Reject).expect_err("reject");
+    let mut codes: Vec<&str> = err.details().iter().map(|d| d.code.as_str()).collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            code::EVENT_BASED_RECORDING_NOT_SUPPORTED,
+            code::NODE_TYPE_NOT_SUPPORTED,
+            code::NODE_TYPE_NOT_SUPPORTED,
+            code::NODE_TYPE_NOT_SUPPORTED,
+        ]
+    );
+    // A sink fed by motion detection (not a gate) is not recorded either.
+    let doc = edit(
+        cvr_with_motion(),
+        &[(
+            "/properties/sinks/0/inputs/0/nodeName",
+            Some(json!("motionDetection")),
+        )],
+    );
+    let err = run_mode(&doc, UnsupportedNodes::Ignore).expect_err("fed by motion");
+    assert_eq!(
+        findings(&err),
+        [(
+            code::SINK_INPUT_INVALID,
+            "$.properties.sinks[0].inputs[0].nodeName"
+        )]
+    );
+}
+
+#[test]
+fn analytics_only_topologies_have_nothing_to_record() {
+    let doc = edit(cvr_with_motion(), &[("/properties/sinks/0", None)]);
+    let err = run_mode(&doc, UnsupportedNodes::Ignore).expect_err("nothing to record");
+    assert_eq!(
+        findings(&err),
+        [(code::NO_RECORDING_SINK, "$.properties.sinks")]
+    );
+}
+
+/// AVA's `cvr-video-sink` (1.1), with a parameterised video name.
+fn ava_video_sink() -> Value {
+    json!({
+        "@apiVersion": "1.1",
+        "name": "CVRToVideoSink",
+        "properties": {
+            "parameters": [{"name": "rtspUrl", "type": "string"}, {"name": "rtspPassword", "type": "secretString", "default": "p"}],
+            "sources": [{
+                "@type": "#Microsoft.VideoAnalyzer.RtspSource", "name": "rtspSource", "transport": "tcp",
+                "endpoint": {
+                    "@type": "#Microsoft.VideoAnalyzer.UnsecuredEndpoint", "url": "${rtspUrl}",
+                    "credentials": {"@type": "#Microsoft.VideoAnalyzer.UsernamePasswordCredentials", "username": "u", "password": "${rtspPassword}"}
+                }
+            }],
+            "sinks": [{
+                "@type": "#Microsoft.VideoAnalyzer.VideoSink", "name": "videoSink",
+                "videoName": "video-${System.PipelineName}-${System.TopologyName}",
+                "inputs": [{"nodeName": "rtspSource"}],
+                "videoCreationProperties": {"title": "t", "description": "d", "segmentLength": "PT1M", "retentionPeriod": "P30D"},
+                "videoPublishingOptions": {"enableVideoPreviewImage": "true"},
+                "localMediaCachePath": "/var/lib/videoanalyzer/tmp/",
+                "localMediaCacheMaximumSizeMiB": "2048"
+            }]
+        }
+    })
+}
+
+#[test]
+fn ava_video_sinks_record_like_asset_sinks() {
+    let doc = ava_video_sink();
+    let v = check(
+        &doc.to_string(),
+        None,
+        &params(),
+        &DefaultPluginNames,
+        now(),
+    );
+    let g = v
+        .outcome
+        .unwrap_or_else(|e| panic!("{}", e.to_json_pretty()));
+    assert_eq!(g.api_version, "1.1");
+    let sink = &g.asset_sinks[0];
+    assert_eq!(sink.output_type, OutputType::VideoName);
+    assert_eq!(sink.asset_name.as_str(), "video-default-CVRToVideoSink");
+    assert_eq!(sink.segment_length.as_secs(), 60);
+    assert_eq!(sink.cache_max_bytes, 2048 << 20);
+    // No output selector: AVA passes audio and video, like LVA 2.0.
+    assert_eq!(sink.media, MediaSelection::AudioAndVideo);
+    assert_eq!(
+        g.sources[0].credentials.as_ref().unwrap().password.expose(),
+        "p"
+    );
+    // What only the cloud video resource uses is accepted with a warning naming it.
+    let warned: Vec<&str> = v.warnings.iter().map(|w| w.target.as_str()).collect();
+    assert!(
+        warned.contains(&"$.properties.sinks[0].videoCreationProperties.retentionPeriod")
+            && warned
+                .contains(&"$.properties.sinks[0].videoPublishingOptions.enableVideoPreviewImage"),
+        "{warned:?}"
+    );
+
+    // Written back, an AVA topology keeps AVA's type names.
+    let parsed = Topology::parse(&doc.to_string()).expect("parses");
+    let written = parsed.to_json();
+    assert_eq!(written["@apiVersion"], "1.1");
+    assert_eq!(
+        written["properties"]["sources"][0]["@type"],
+        "#Microsoft.VideoAnalyzer.RtspSource"
+    );
+    assert_eq!(
+        written["properties"]["sources"][0]["endpoint"]["credentials"]["@type"],
+        "#Microsoft.VideoAnalyzer.UsernamePasswordCredentials"
+    );
+    assert_eq!(
+        run(&written, None, &params()).map(|g| g.asset_sinks),
+        Ok(g.asset_sinks.clone())
+    );
+}
+
+#[test]
+fn ava_rules() {
+    let err = |edits: &[(&str, Option<Value>)]| {
+        let doc = edit(ava_video_sink(), edits);
+        run(&doc, None, &params()).expect_err("refused")
+    };
+    let e = err(&[(
+        "/properties/sinks/0/videoName",
+        Some(json!("v-${System.Runtime.DateTime}")),
+    )]);
+    assert_eq!(
+        findings(&e),
+        [(
+            code::PROPERTY_VALUE_INVALID,
+            "$.properties.sinks[0].videoName"
+        )]
+    );
+    let e = err(&[(
+        "/properties/sinks/0/videoPublishingOptions/disableArchive",
+        Some(json!("true")),
+    )]);
+    assert_eq!(
+        findings(&e),
+        [(
+            code::PROPERTY_NOT_SUPPORTED,
+            "$.properties.sinks[0].videoPublishingOptions.disableArchive"
+        )]
+    );
+    let e = err(&[(
+        "/properties/sinks/0/videoCreationProperties/segmentLength",
+        Some(json!("PT10S")),
+    )]);
+    assert_eq!(
+        findings(&e),
+        [(
+            code::SEGMENT_LENGTH_INVALID,
+            "$.properties.sinks[0].videoCreationProperties.segmentLength"
+        )]
+    );
+    // 2.0 is LVA's version; an AVA topology says 1.0 or 1.1.
+    let e = err(&[("/@apiVersion", Some(json!("2.0")))]);
+    assert_eq!(
+        findings(&e),
+        [(code::API_VERSION_NOT_SUPPORTED, "$.@apiVersion")]
+    );
+    // AVA 1.0 is read like 1.1.
+    let g = run(
+        &edit(ava_video_sink(), &[("/@apiVersion", Some(json!("1.0")))]),
+        None,
+        &params(),
+    )
+    .expect("AVA 1.0");
+    assert_eq!(g.asset_sinks[0].media, MediaSelection::AudioAndVideo);
+    // A cloud pipeline's tunnel cannot be followed.
+    let e = err(&[(
+        "/properties/sources/0/endpoint/tunnel",
+        Some(
+            json!({"@type": "#Microsoft.VideoAnalyzer.SecureIotDeviceRemoteTunnel", "iotHubName": "h", "deviceId": "d"}),
+        ),
+    )]);
+    assert_eq!(
+        findings(&e),
+        [(
+            code::PROPERTY_NOT_SUPPORTED,
+            "$.properties.sources[0].endpoint.tunnel"
+        )]
+    );
+    // AVA's unsupported types are named like LVA's, and ignored alike.
+    let doc = edit(
+        ava_video_sink(),
+        &[(
+            "/properties/processors",
+            Some(
+                json!([{"@type": "#Microsoft.VideoAnalyzer.MotionDetectionProcessor", "name": "md", "inputs": [{"nodeName": "rtspSource"}]}]),
+            ),
+        )],
+    );
+    let e = run(&doc, None, &params()).expect_err("reject");
+    assert_eq!(
+        findings(&e),
+        [(code::NODE_TYPE_NOT_SUPPORTED, "$.properties.processors[0]")]
+    );
+    let g = run_mode(&doc, UnsupportedNodes::Ignore).expect("ignore");
+    assert_eq!(
+        g.ignored_nodes[0].node_type,
+        "#Microsoft.VideoAnalyzer.MotionDetectionProcessor"
+    );
+}
+
+#[test]
+fn ava_system_variables_are_lvas_under_other_names() {
+    let g = accepted(&[(
+        "/properties/sinks/0/assetNamePattern",
+        Some(json!(
+            "${System.TopologyName}_${System.PipelineName}_${System.Runtime.DateTime}"
+        )),
+    )]);
+    assert_eq!(
+        g.asset_sinks[0].asset_name.as_str(),
+        "Cvr-1_default_20200512T233309Z"
+    );
+}
+
+/// AVA's live pipeline is the instance document: `@apiVersion` 1.1, a lower-case `state` (not
+/// read here; a warning), and its name is `${System.PipelineName}`.
+#[test]
+fn ava_live_pipelines_are_instances() {
+    let pipeline = json!({
+        "@apiVersion": "1.1",
+        "name": "pipeline-1",
+        "properties": {
+            "topologyName": "CVRToVideoSink",
+            "state": "inactive",
+            "parameters": [{"name": "rtspUrl", "value": "rtsp://127.0.0.1:8554/cam1"}]
+        }
+    });
+    let v = check(
+        &ava_video_sink().to_string(),
+        Some(&pipeline.to_string()),
+        &[],
+        &DefaultPluginNames,
+        now(),
+    );
+    let g = v
+        .outcome
+        .unwrap_or_else(|e| panic!("{}", e.to_json_pretty()));
+    assert_eq!(g.instance_name, "pipeline-1");
+    assert_eq!(
+        g.asset_sinks[0].asset_name.as_str(),
+        "video-pipeline-1-CVRToVideoSink"
+    );
+    assert!(
+        v.warnings
+            .iter()
+            .any(|w| w.target == "instance:$.properties.state"),
+        "{:?}",
+        v.warnings
+    );
 }

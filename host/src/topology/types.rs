@@ -307,6 +307,32 @@ pub fn scrub_userinfo(text: &str) -> String {
     out
 }
 
+/// What validation does with a node type this host recognises but does not run (motion
+/// detection, extensions, IoT Hub sinks, ...). The setting is `unsupportedNodes` (command-line
+/// `--unsupported-nodes`, or this field through the API).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum UnsupportedNodes {
+    /// Refuse the topology, naming every such node at its JSON path (LVA-compatible default:
+    /// nothing an operator configured is silently skipped).
+    #[default]
+    Reject,
+    /// Record the paths RTSP source → sink and list every other node as not run. A sink whose
+    /// input passes through such a node is still refused.
+    Ignore,
+}
+
+impl UnsupportedNodes {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::Ignore => "ignore",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
