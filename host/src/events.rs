@@ -10,12 +10,16 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use crate::sync::LockExt;
 use crate::time::Ticks90k;
 
 /// How many recent events the bus keeps for the API.
 const RETAINED_EVENTS: usize = 1024;
+/// How far a live subscriber (the service's event stream) may fall behind before it misses
+/// events.
+const LIVE_EVENTS: usize = 256;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -44,10 +48,20 @@ impl Event {
     }
 }
 
-/// A cloneable handle: every clone emits into the same log and history.
-#[derive(Clone, Default)]
+/// A cloneable handle: every clone emits into the same log, history and live subscribers.
+#[derive(Clone)]
 pub struct EventBus {
     recent: Arc<Mutex<VecDeque<Event>>>,
+    live: broadcast::Sender<Event>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self {
+            recent: Arc::default(),
+            live: broadcast::channel(LIVE_EVENTS).0,
+        }
+    }
 }
 
 impl EventBus {
@@ -55,10 +69,18 @@ impl EventBus {
         Self::default()
     }
 
+    /// Every event emitted from now on (a subscriber that falls behind is told how many it
+    /// missed).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.live.subscribe()
+    }
+
     /// Logs the event as one JSON line (tracing target `event`) and retains it.
     pub fn emit(&self, event: Event) {
         let line = serde_json::to_string(&event).unwrap_or_default();
         tracing::info!(target: "event", "{line}");
+        // No subscriber is not an error: the stream is only open while someone watches.
+        let _ = self.live.send(event.clone());
         let mut recent = self.recent.lock_unpoisoned();
         if recent.len() == RETAINED_EVENTS {
             recent.pop_front();

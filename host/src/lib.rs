@@ -2,6 +2,7 @@
 //! media to an asset store, driven by LVA media-graph topologies. See ARCHITECTURE.md.
 pub mod cache;
 pub mod camera;
+pub mod datadir;
 pub mod events;
 pub mod graph;
 pub mod http;

@@ -113,7 +113,7 @@ exec "$@""#;
     // Paths inside the recorder's namespace, seen from here.
     let inside = PathBuf::from(format!("/proc/{}/root", rec.pid()));
     let ns_cache_root = inside.join(cache_root.strip_prefix("/").unwrap());
-    let ns_cache = ns_cache_root.join("default-sink1");
+    let ns_cache = ns_cache_root.join("RecordTest.default.sink1");
 
     // Episode 1: nothing to evict, frames dropped.
     rec.wait_event(DISK_FULL, Duration::from_secs(120));

@@ -9,9 +9,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::{GraphError, RunOptions};
+use crate::datadir::{DataDirLock, EXIT_LOCKED, LockError};
 use crate::events::EventBus;
 use crate::plugin::{PluginError, PluginHost};
-use crate::topology;
+use crate::topology::{self, ResolvedGraph};
 
 /// Exit status of a topology that breaks a rule (as `mediagraph validate`).
 const EXIT_INVALID: u8 = 2;
@@ -59,6 +60,8 @@ pub enum RunError {
     Upload(#[from] crate::upload::UploadError),
     #[error("HTTP front door: {0}")]
     Http(#[from] crate::http::HttpError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -77,6 +80,20 @@ fn read(path: &Path) -> Result<String, RunError> {
 }
 
 pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
+    // Held until the process ends: no other `run` or `serve` records into this directory.
+    let _lock = match args
+        .data_dir
+        .as_deref()
+        .map(DataDirLock::acquire)
+        .transpose()
+    {
+        Ok(lock) => lock,
+        Err(e @ LockError::Locked { .. }) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(EXIT_LOCKED));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let topology_json = read(&args.topology)?;
     let params = topology::cli::with_param_files(&args.params, &args.param_files)
         .map_err(|(path, source)| RunError::Read { path, source })?;
@@ -100,7 +117,20 @@ pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
             &plugins,
             SystemTime::now(),
         ) {
-            Ok(g) => graphs.push(g),
+            Ok(g) => {
+                if graphs
+                    .iter()
+                    .any(|o: &ResolvedGraph| o.instance_name == g.instance_name)
+                {
+                    // Their caches and assets would be the same directories.
+                    eprintln!(
+                        "invalid: graph instance name '{}' is given twice",
+                        g.instance_name
+                    );
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+                graphs.push(g)
+            }
             Err(body) => {
                 for d in body.details() {
                     eprintln!("{d}");
@@ -173,13 +203,13 @@ pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
 }
 
 /// SIGINT or SIGTERM, as a stream: each `recv` waits for the next one.
-struct StopSignals {
+pub(crate) struct StopSignals {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
 }
 
 impl StopSignals {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         use tokio::signal::unix::{SignalKind, signal};
         Self {
             int: signal(SignalKind::interrupt()).ok(),
@@ -187,7 +217,7 @@ impl StopSignals {
         }
     }
 
-    async fn recv(&mut self) {
+    pub(crate) async fn recv(&mut self) {
         async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod demo;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use serde_json::json;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::cache::{Cache, CacheError, Recovery, sanitize_dir_name};
 use crate::events::{Event, EventBus};
@@ -27,7 +29,7 @@ use crate::source::handoff::{self, Batches};
 use crate::source::{self, SourceConfig, SourceCredentials};
 use crate::sync::LockExt;
 use crate::topology::{AssetSinkSpec, MediaSelection, ResolvedGraph};
-use crate::upload::uploader::{SinkTarget, UploadSetup, Uploader};
+use crate::upload::uploader::{SinkTarget, StatusReader, UploadSetup, Uploader, UploaderStatus};
 
 /// Batches in flight between one camera's session and its recorder (each at most
 /// [`handoff::MAX_BATCH_ITEMS`] frames). Bounded so a slow disk slows the session (TCP back
@@ -48,6 +50,8 @@ pub enum GraphError {
     NoSource { sink: String, source_node: String },
     #[error("the graph has no asset sink to record")]
     NothingToRecord,
+    #[error("sink {sink:?}: cache {path:?} is already used by another sink of this graph")]
+    CacheShared { sink: String, path: PathBuf },
 }
 
 impl GraphError {
@@ -58,6 +62,7 @@ impl GraphError {
             GraphError::Plugin { .. } => "PluginUnavailable",
             GraphError::NoSource { .. } => "NoSource",
             GraphError::NothingToRecord => "NothingToRecord",
+            GraphError::CacheShared { .. } => "CacheShared",
         }
     }
 }
@@ -75,8 +80,124 @@ pub struct RunOptions {
 /// One camera → sink pipeline, as it is running.
 struct Camera {
     label: String,
+    sink: String,
+    source: String,
+    asset: String,
     stats: Arc<RecorderStats>,
     cache: Arc<Cache>,
+    upload: StatusReader,
+}
+
+/// What one running sink reports: read by the service's status and metrics.
+pub struct SinkStatus {
+    pub sink: String,
+    pub source: String,
+    pub asset: String,
+    pub stats: Arc<RecorderStats>,
+    pub cache_used_bytes: u64,
+    pub cache_limit_bytes: u64,
+    pub upload: UploaderStatus,
+}
+
+/// A graph instance recording in the background until [`RunningGraph::stop`].
+pub struct RunningGraph {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), GraphError>>,
+    cameras: Cameras,
+}
+
+/// What stopping left behind.
+pub struct StopSummary {
+    /// Every sink's upload backlog was flushed within the policy's flush timeout.
+    pub drained: bool,
+    /// Segments still cached for the next start (0 when drained).
+    pub left_segments: usize,
+}
+
+/// Starts recording `graph` as [`run`] does, with its own shutdown signal, and returns at once:
+/// each sink starts (and is retried) in the background. Only a graph that can never record
+/// is refused here.
+pub fn start(
+    graph: ResolvedGraph,
+    plugins: Arc<PluginHost>,
+    events: EventBus,
+    options: RunOptions,
+) -> Result<RunningGraph, GraphError> {
+    if graph.asset_sinks.is_empty() {
+        return Err(GraphError::NothingToRecord);
+    }
+    let mut dirs = HashSet::new();
+    for sink in &graph.asset_sinks {
+        let path = rooted(options.data_dir.as_deref(), &sink.cache_path)
+            .join(cache_dir_name(&graph, &sink.node));
+        if !dirs.insert(path.clone()) {
+            return Err(GraphError::CacheShared {
+                sink: sink.node.clone(),
+                path,
+            });
+        }
+    }
+    let (shutdown, rx) = watch::channel(false);
+    let cameras = Cameras::default();
+    let task = tokio::spawn({
+        let cameras = cameras.clone();
+        async move { run_cameras(&graph, &plugins, &events, &options, rx, cameras).await }
+    });
+    Ok(RunningGraph {
+        shutdown,
+        task,
+        cameras,
+    })
+}
+
+impl RunningGraph {
+    /// The sinks that have started, as they are now.
+    pub fn status(&self) -> Vec<SinkStatus> {
+        self.cameras
+            .lock_unpoisoned()
+            .iter()
+            .map(|c| SinkStatus {
+                sink: c.sink.clone(),
+                source: c.source.clone(),
+                asset: c.asset.clone(),
+                stats: c.stats.clone(),
+                cache_used_bytes: c.cache.used_bytes(),
+                cache_limit_bytes: c.cache.limit_bytes(),
+                upload: c.upload.get(),
+            })
+            .collect()
+    }
+
+    /// Stops the sources (TEARDOWN), seals every open segment, then flushes every sink's
+    /// upload backlog (bounded by the policy's flush timeout; what is left stays cached).
+    pub async fn stop(self) -> StopSummary {
+        let _ = self.shutdown.send(true);
+        match self.task.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "the graph ended with an error"),
+            Err(e) => tracing::error!(error = %e, "the graph task panicked"),
+            Ok(Ok(())) => {}
+        }
+        let left_segments = self
+            .cameras
+            .lock_unpoisoned()
+            .iter()
+            .map(|c| c.upload.get().backlog.segments)
+            .sum();
+        StopSummary {
+            drained: left_segments == 0,
+            left_segments,
+        }
+    }
+}
+
+/// The cache directory of one sink: topology, instance and sink together, so no two
+/// instances (of the same or another topology) can share one. Topology and instance names
+/// hold only letters, digits and dashes (LVA's rule), so the dots separate unambiguously.
+pub fn cache_dir_name(graph: &ResolvedGraph, sink: &str) -> String {
+    sanitize_dir_name(&format!(
+        "{}.{}.{}",
+        graph.topology_name, graph.instance_name, sink
+    ))
 }
 
 /// The cameras recording now, for the progress line (sinks join as they start).
@@ -99,13 +220,24 @@ pub async fn run(
     options: &RunOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), GraphError> {
+    run_cameras(graph, plugins, events, options, shutdown, Cameras::default()).await
+}
+
+/// [`run`], registering each sink in `cameras` as it starts.
+async fn run_cameras(
+    graph: &ResolvedGraph,
+    plugins: &PluginHost,
+    events: &EventBus,
+    options: &RunOptions,
+    shutdown: watch::Receiver<bool>,
+    cameras: Cameras,
+) -> Result<(), GraphError> {
     if graph.asset_sinks.is_empty() {
         return Err(GraphError::NothingToRecord);
     }
     for f in &graph.file_sinks {
         tracing::warn!(sink = %f.node, "file sinks are not recorded by this version; ignored");
     }
-    let cameras = Cameras::default();
     let progress = tokio::spawn(progress_loop(
         cameras.clone(),
         options.progress_every,
@@ -206,8 +338,12 @@ async fn run_sink(
     );
     cameras.lock_unpoisoned().push(Camera {
         label: format!("{}: {}→{}", graph.instance_name, spec.node, sink.node),
+        sink: sink.node.clone(),
+        source: spec.node.clone(),
+        asset: sink.asset_name.as_str().to_owned(),
         stats: recorder.stats(),
         cache: cache.clone(),
+        upload: uploader.status_reader(),
     });
 
     let credentials = spec.credentials.as_ref().map(|c| SourceCredentials {
@@ -258,7 +394,7 @@ async fn start_sink(
     options: &RunOptions,
     sink_subject: &str,
 ) -> Result<Started, GraphError> {
-    let dir_name = sanitize_dir_name(&format!("{}-{}", graph.instance_name, sink.node));
+    let dir_name = cache_dir_name(graph, &sink.node);
     let root = rooted(options.data_dir.as_deref(), &sink.cache_path);
     let path = root.join(&dir_name);
     let limit = sink.cache_max_bytes;

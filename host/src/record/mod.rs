@@ -19,7 +19,7 @@
 //! start a new segment), and every byte is handed to the cache as whole fragments.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use serde_json::json;
@@ -62,6 +62,9 @@ pub struct RecorderStats {
     pub run: AtomicU64,
     pub frames: AtomicU64,
     pub dropped_frames: AtomicU64,
+    /// Wall-clock time of the newest frame recorded, in 90 kHz ticks since the Unix epoch
+    /// (0 before the first).
+    pub last_frame_wall: AtomicI64,
 }
 
 /// The plugins one recorder uses.
@@ -314,6 +317,9 @@ impl Recorder {
             return Ok(());
         };
         self.stats.frames.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .last_frame_wall
+            .store(f.wall.0, Ordering::Relaxed);
         if !run.gap_recorded {
             run.gap_recorded = true;
             if let Some(last) = self.cache.last_end() {

@@ -141,6 +141,16 @@ pub struct StopReport {
     pub drained: bool,
 }
 
+/// A shared view of one uploader's [`UploaderStatus`].
+#[derive(Clone)]
+pub struct StatusReader(Arc<Mutex<UploaderStatus>>);
+
+impl StatusReader {
+    pub fn get(&self) -> UploaderStatus {
+        self.0.lock_unpoisoned().clone()
+    }
+}
+
 /// A running uploader task.
 pub struct Uploader {
     stop: watch::Sender<bool>,
@@ -176,6 +186,12 @@ impl Uploader {
 
     pub fn status(&self) -> UploaderStatus {
         self.status.lock_unpoisoned().clone()
+    }
+
+    /// Reads this uploader's status from elsewhere (the service's status and metrics), also
+    /// after the uploader itself has moved or stopped.
+    pub fn status_reader(&self) -> StatusReader {
+        StatusReader(self.status.clone())
     }
 
     /// Flushes the backlog (bounded by the policy's flush timeout). Call after the recorder

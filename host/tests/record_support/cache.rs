@@ -2,9 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-/// The cache directory of sink N (1-based) of the default instance.
+/// The cache directory of sink N (1-based) of the default instance of `write_topology`'s
+/// topology (`<topology>.<instance>.<sink>`).
 pub fn cache_dir(data_dir: &Path, sink: usize) -> PathBuf {
-    data_dir.join(format!("var/lib/mediagraph/cache/default-sink{sink}"))
+    data_dir.join(format!(
+        "var/lib/mediagraph/cache/RecordTest.default.sink{sink}"
+    ))
 }
 
 /// A sealed segment as named on disk: `<id>_<run>_<seq>_<start>_<end>_<codecs>.<ext>`.
