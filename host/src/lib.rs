@@ -10,6 +10,7 @@ pub mod playback;
 pub mod plugin;
 pub mod record;
 pub mod retry;
+pub mod service;
 pub mod source;
 pub mod sync;
 pub mod time;

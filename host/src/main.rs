@@ -24,6 +24,10 @@ enum Command {
     Demo(mediagraph::graph::demo::DemoArgs),
     /// Record one graph instance in the foreground until Ctrl-C or SIGTERM.
     Run(mediagraph::graph::cli::RunArgs),
+    /// Run the edge service: LVA direct methods over HTTP, durable graphs, status and metrics.
+    Serve(mediagraph::service::cli::ServeArgs),
+    /// Replay an LVA/AVA sample-app operations file against a running `serve`.
+    Ops(mediagraph::service::ops::OpsArgs),
     /// Check a topology (and optional instance) and print what would be recorded.
     Validate {
         #[command(flatten)]
@@ -60,6 +64,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Plugins(cmd) => mediagraph::plugin::cli::run(&cmd, &mut std::io::stdout().lock())?,
         Command::Demo(args) => return Ok(mediagraph::graph::demo::demo(args).await?),
         Command::Run(args) => return Ok(mediagraph::graph::cli::run(&args).await?),
+        Command::Serve(args) => return Ok(mediagraph::service::cli::serve(&args).await?),
+        Command::Ops(args) => return Ok(mediagraph::service::ops::run(&args).await?),
         Command::Assets(cmd) => mediagraph::upload::cli::run(&cmd, &mut std::io::stdout()).await?,
         Command::Export(args) => {
             let bytes = mediagraph::playback::export::run(&args).await?;

@@ -220,7 +220,15 @@ pub async fn run(
     options: &RunOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), GraphError> {
-    run_cameras(graph, plugins, events, options, shutdown, Cameras::default()).await
+    run_cameras(
+        graph,
+        plugins,
+        events,
+        options,
+        shutdown,
+        Cameras::default(),
+    )
+    .await
 }
 
 /// [`run`], registering each sink in `cameras` as it starts.

@@ -1,0 +1,401 @@
+//! What the service shows of itself: `/status` (per instance), `/metrics` (Prometheus text via
+//! `prometheus-client`, LVA's metric names plus mediagraph's) and the event stream (LVA's
+//! envelope). Reads the recorders' counters and the uploaders' status; changes nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+
+use super::{InstanceState, Service};
+use crate::events::{Event, EventBus};
+use crate::sync::LockExt;
+use crate::time::Ticks90k;
+
+const DIAGNOSTICS: &str = "Microsoft.Media.Graph.Diagnostics.";
+
+/// A camera's connection as the events tell it, per source subject
+/// (`/graphInstances/{i}/sources/{node}`).
+#[derive(Clone, Debug, Default)]
+struct SourceHealth {
+    connected: bool,
+    /// `<eventType tail>: <errorMessage>` of the newest error diagnostic.
+    last_error: Option<String>,
+    /// RTSP sessions established (MediaSessionEstablished) since the process started.
+    sessions: u64,
+}
+
+/// Camera health, kept up to date from the event bus by one task.
+#[derive(Clone, Default)]
+pub(super) struct Health {
+    sources: Arc<Mutex<HashMap<String, SourceHealth>>>,
+}
+
+impl Health {
+    pub(super) fn watch(events: &EventBus) -> Self {
+        let health = Self::default();
+        let mut rx = events.subscribe();
+        let sources = health.sources.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => note(&sources, &e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        health
+    }
+
+    fn get(&self, subject: &str) -> SourceHealth {
+        let map = self.sources.lock_unpoisoned();
+        map.get(subject).cloned().unwrap_or_default()
+    }
+}
+
+fn note(sources: &Mutex<HashMap<String, SourceHealth>>, e: &Event) {
+    if !e.subject.contains("/sources/") {
+        return;
+    }
+    let Some(kind) = e.event_type.strip_prefix(DIAGNOSTICS) else {
+        return;
+    };
+    let mut map = sources.lock_unpoisoned();
+    let h = map.entry(e.subject.clone()).or_default();
+    if kind == "MediaSessionEstablished" {
+        h.connected = true;
+        h.sessions += 1;
+        return;
+    }
+    let message = e
+        .body
+        .get("errorMessage")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    h.last_error = Some(format!("{kind}: {message}"));
+    // A format finding about one track does not end the session; the other errors do.
+    if kind != "MediaFormatError" {
+        h.connected = false;
+    }
+}
+
+/// One instance as `/status` and `/metrics` see it.
+struct InstanceView {
+    name: String,
+    topology: String,
+    state: InstanceState,
+    last_error: Option<String>,
+    sinks: Vec<crate::graph::SinkStatus>,
+}
+
+fn instances(service: &Service, state: &super::store::State) -> Vec<InstanceView> {
+    let slots = service.inner.slots.lock_unpoisoned();
+    state
+        .instances
+        .iter()
+        .map(|(name, i)| {
+            let slot = slots.get(name);
+            InstanceView {
+                name: name.clone(),
+                topology: i.topology_name.clone(),
+                state: slot.map_or(InstanceState::Inactive, |s| s.state()),
+                last_error: slot.and_then(|s| s.last_error.clone()),
+                sinks: slot
+                    .and_then(|s| s.running.as_ref())
+                    .map(|r| r.status())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+fn ticks_text(t: i64) -> Option<String> {
+    (t != 0).then(|| Ticks90k(t).to_rfc3339_millis())
+}
+
+pub(super) async fn status(service: &Service) -> Value {
+    let state = service.inner.state.lock().await;
+    let desired: HashMap<&String, bool> = state
+        .instances
+        .iter()
+        .map(|(n, i)| (n, i.desired == super::store::Desired::Active))
+        .collect();
+    let now = Ticks90k::now();
+    let list: Vec<Value> = instances(service, &state)
+        .into_iter()
+        .map(|v| {
+            let sinks: Vec<Value> = v
+                .sinks
+                .iter()
+                .map(|s| {
+                    let camera = service
+                        .inner
+                        .health
+                        .get(&format!("/graphInstances/{}/sources/{}", v.name, s.source));
+                    let st = &s.stats;
+                    json!({
+                        "sink": s.sink,
+                        "source": s.source,
+                        "asset": s.asset,
+                        "camera": {
+                            "connected": camera.connected,
+                            "lastError": camera.last_error,
+                            "sessions": camera.sessions,
+                        },
+                        "lastFrameTime": ticks_text(st.last_frame_wall.load(Ordering::Relaxed)),
+                        "frames": st.frames.load(Ordering::Relaxed),
+                        "droppedFrames": st.dropped_frames.load(Ordering::Relaxed),
+                        "recordedBytes": st.bytes.load(Ordering::Relaxed),
+                        "segments": st.segments.load(Ordering::Relaxed),
+                        "cache": { "usedBytes": s.cache_used_bytes, "limitBytes": s.cache_limit_bytes },
+                        "upload": {
+                            "backlogSegments": s.upload.backlog.segments,
+                            "backlogBytes": s.upload.backlog.bytes,
+                            "oldestAgeSeconds": s.upload.backlog.oldest_age_secs(now),
+                            "uploadedSegments": s.upload.uploaded_segments,
+                            "lastError": s.upload.last_error,
+                        },
+                    })
+                })
+                .collect();
+            json!({
+                "name": v.name,
+                "topologyName": v.topology,
+                "state": v.state.as_str(),
+                "desiredActive": desired.get(&v.name).copied().unwrap_or(false),
+                "lastError": v.last_error,
+                "sinks": sinks,
+            })
+        })
+        .collect();
+    json!({ "ready": service.is_ready(), "instances": list })
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopologyLabels {
+    graph_topology: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    graph_topology: String,
+    graph_instance: String,
+    graph_node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    graph_topology: String,
+    graph_instance: String,
+    graph_node: String,
+    data_kind: String,
+}
+
+/// The metrics as they are now, in the Prometheus/OpenMetrics text format. Counters of an
+/// instance start from zero at each activation (a Prometheus `rate` sees a reset).
+pub(super) async fn metrics(service: &Service) -> String {
+    let state = service.inner.state.lock().await;
+    let views = instances(service, &state);
+    drop(state);
+    let mut registry = Registry::default();
+    let active = Family::<TopologyLabels, Gauge>::default();
+    let received = Family::<NodeLabels, Counter>::default();
+    let dropped = Family::<DropLabels, Counter>::default();
+    let cache_bytes = Family::<NodeLabels, Gauge>::default();
+    let cache_budget = Family::<NodeLabels, Gauge>::default();
+    let backlog_segments = Family::<NodeLabels, Gauge>::default();
+    let backlog_bytes = Family::<NodeLabels, Gauge>::default();
+    let backlog_age = Family::<NodeLabels, Gauge<f64, AtomicU64>>::default();
+    let uploaded = Family::<NodeLabels, Counter>::default();
+    let sessions = Family::<NodeLabels, Counter>::default();
+    let now = Ticks90k::now();
+    for v in &views {
+        let topo = TopologyLabels {
+            graph_topology: v.topology.clone(),
+        };
+        let g = active.get_or_create(&topo);
+        if v.state == InstanceState::Active {
+            g.inc();
+        }
+        for s in &v.sinks {
+            let sink = NodeLabels {
+                graph_topology: v.topology.clone(),
+                graph_instance: v.name.clone(),
+                graph_node: s.sink.clone(),
+            };
+            let source = NodeLabels {
+                graph_node: s.source.clone(),
+                ..sink.clone()
+            };
+            let st = &s.stats;
+            received
+                .get_or_create(&source)
+                .inc_by(st.bytes.load(Ordering::Relaxed));
+            dropped
+                .get_or_create(&DropLabels {
+                    graph_topology: v.topology.clone(),
+                    graph_instance: v.name.clone(),
+                    graph_node: s.sink.clone(),
+                    data_kind: "video".into(),
+                })
+                .inc_by(st.dropped_frames.load(Ordering::Relaxed));
+            cache_bytes
+                .get_or_create(&sink)
+                .set(s.cache_used_bytes as i64);
+            cache_budget
+                .get_or_create(&sink)
+                .set(s.cache_limit_bytes as i64);
+            backlog_segments
+                .get_or_create(&sink)
+                .set(s.upload.backlog.segments as i64);
+            backlog_bytes
+                .get_or_create(&sink)
+                .set(s.upload.backlog.bytes as i64);
+            backlog_age
+                .get_or_create(&sink)
+                .set(s.upload.backlog.oldest_age_secs(now).unwrap_or(0.0));
+            uploaded
+                .get_or_create(&sink)
+                .inc_by(s.upload.uploaded_segments);
+            let camera = service
+                .inner
+                .health
+                .get(&format!("/graphInstances/{}/sources/{}", v.name, s.source));
+            sessions.get_or_create(&source).inc_by(camera.sessions);
+        }
+    }
+    registry.register(
+        "lva_active_graph_instances",
+        "Graph instances that are active, per topology",
+        active,
+    );
+    registry.register(
+        "lva_received_bytes",
+        "Media bytes received from the RTSP source and recorded",
+        received,
+    );
+    registry.register(
+        "lva_data_dropped",
+        "Frames dropped (not recorded), by data kind",
+        dropped,
+    );
+    registry.register(
+        "mediagraph_cache_bytes",
+        "Bytes held in the sink's local media cache",
+        cache_bytes,
+    );
+    registry.register(
+        "mediagraph_cache_budget_bytes",
+        "The sink's cache budget (localMediaCacheMaximumSizeMiB)",
+        cache_budget,
+    );
+    registry.register(
+        "mediagraph_upload_backlog_segments",
+        "Sealed segments waiting for upload",
+        backlog_segments,
+    );
+    registry.register(
+        "mediagraph_upload_backlog_bytes",
+        "Bytes of sealed segments waiting for upload",
+        backlog_bytes,
+    );
+    registry.register(
+        "mediagraph_upload_backlog_oldest_age_seconds",
+        "Age of the oldest media waiting for upload",
+        backlog_age,
+    );
+    registry.register(
+        "mediagraph_uploaded_segments",
+        "Segments uploaded since the instance was activated",
+        uploaded,
+    );
+    registry.register(
+        "mediagraph_rtsp_sessions",
+        "RTSP sessions established with the camera since the service started (reconnects = this - 1)",
+        sessions,
+    );
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .expect("writing to a String does not fail");
+    text
+}
+
+/// One event as the stream sends it: LVA's envelope (IoT Hub message properties and body in
+/// one object), with a fresh GUID as the message id.
+pub(super) fn envelope(e: &Event) -> Value {
+    json!({
+        "id": guid(),
+        "eventType": e.event_type,
+        "subject": e.subject,
+        "eventTime": e.event_time,
+        "dataVersion": "1.0",
+        "body": e.body,
+    })
+}
+
+/// A random (version 4) GUID, as IoT Hub's `message-id`.
+fn guid() -> String {
+    let b: [u8; 16] = rand::random();
+    let mut b = b;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camera_health_follows_session_and_error_events() {
+        let map = Mutex::new(HashMap::new());
+        let s = "/graphInstances/i/sources/cam";
+        note(
+            &map,
+            &Event::new(
+                format!("{DIAGNOSTICS}MediaSessionEstablished"),
+                s,
+                json!({}),
+            ),
+        );
+        assert!(map.lock().unwrap()[s].connected);
+        note(
+            &map,
+            &Event::new(
+                format!("{DIAGNOSTICS}NetworkError"),
+                s,
+                json!({"errorMessage": "connection refused"}),
+            ),
+        );
+        let h = map.lock().unwrap()[s].clone();
+        assert!(!h.connected);
+        assert_eq!(
+            h.last_error.as_deref(),
+            Some("NetworkError: connection refused")
+        );
+        assert_eq!(h.sessions, 1);
+    }
+
+    #[test]
+    fn guids_have_the_version_4_shape() {
+        let g = guid();
+        assert_eq!(g.len(), 36);
+        assert_eq!(&g[14..15], "4");
+        assert_ne!(guid(), g);
+    }
+}

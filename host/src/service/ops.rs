@@ -1,0 +1,241 @@
+//! `mediagraph ops FILE.json`: replays an LVA/AVA sample-app operations file against a running
+//! `serve`, so an LVA user's operation files work unchanged.
+//!
+//! The file is `{"apiVersion", "operations": [{"opName", "opParams"}]}`. Every operation but
+//! `WaitForInput` is one direct method (`POST /methods`); `"@apiVersion"` is added to its
+//! payload as the sample apps do. A topology Set may name its topology by `topologyUrl`, or by
+//! `topologyFile` / `pipelineTopologyFile` (a path relative to the operations file). Each
+//! request and response is printed. A method that answers with an error status does not stop
+//! the replay (as in the sample apps); a service that cannot be reached does.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::{Map, Value, json};
+
+#[derive(clap::Args, Debug)]
+pub struct OpsArgs {
+    /// The operations file (LVA/AVA sample-app format).
+    pub file: PathBuf,
+    /// Base address of the running `mediagraph serve`.
+    #[arg(long, default_value = "http://127.0.0.1:9600")]
+    pub url: String,
+    /// Do not wait for Enter at `WaitForInput`.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// responseTimeoutInSeconds of each call (the sample apps use 30).
+    #[arg(long, default_value_t = 30)]
+    pub timeout_secs: u64,
+    /// Read a `topologyUrl` of LVA's samples repository
+    /// (`.../MediaGraph/topologies/NAME[/VERSION]/topology.json`) from DIR/NAME[@VERSION].json
+    /// instead of downloading it.
+    #[arg(long, value_name = "DIR")]
+    pub topologies: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not an operations file: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+    #[error("operation {index} ({op}): {message}")]
+    Topology {
+        index: usize,
+        op: String,
+        message: String,
+    },
+    #[error("cannot call {url}: {source}")]
+    Http { url: String, source: reqwest::Error },
+    #[error("cannot write output: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+pub async fn run(args: &OpsArgs) -> Result<ExitCode, OpsError> {
+    let text = std::fs::read_to_string(&args.file).map_err(|source| OpsError::Read {
+        path: args.file.clone(),
+        source,
+    })?;
+    let format_err = |message: &str| OpsError::Format {
+        path: args.file.clone(),
+        message: message.to_owned(),
+    };
+    let doc: Value = serde_json::from_str(&text).map_err(|e| format_err(&e.to_string()))?;
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format_err("'apiVersion' (a string) is missing"))?
+        .to_owned();
+    let operations = doc
+        .get("operations")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format_err("'operations' (an array) is missing"))?;
+    let base_dir = args.file.parent().unwrap_or(Path::new("."));
+    let client = reqwest::Client::new();
+    let url = format!("{}/methods", args.url.trim_end_matches('/'));
+    let mut out = std::io::stdout();
+    for (index, op) in operations.iter().enumerate() {
+        let name = op
+            .get("opName")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format_err(&format!("operation {index} has no 'opName'")))?;
+        let params = op
+            .get("opParams")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if name == "WaitForInput" {
+            let message = params
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("Press Enter to continue");
+            writeln!(out, "{message}")?;
+            out.flush()?;
+            if !args.no_wait {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+            }
+            continue;
+        }
+        let payload = payload_of(args, base_dir, &client, &params, &api_version)
+            .await
+            .map_err(|message| OpsError::Topology {
+                index,
+                op: name.to_owned(),
+                message,
+            })?;
+        let request = json!({
+            "methodName": name,
+            "responseTimeoutInSeconds": args.timeout_secs,
+            "payload": payload,
+        });
+        writeln!(out, "-------- {name} request --------")?;
+        writeln!(out, "{}", pretty(&request))?;
+        let http = |source| OpsError::Http {
+            url: url.clone(),
+            source,
+        };
+        let answer = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(request.to_string())
+            .send()
+            .await
+            .map_err(http)?;
+        let http_status = answer.status().as_u16();
+        let body = answer.text().await.map_err(http)?;
+        writeln!(
+            out,
+            "-------- {name} response (HTTP {http_status}) --------"
+        )?;
+        match serde_json::from_str::<Value>(&body) {
+            Ok(v) => writeln!(out, "{}", pretty(&v))?,
+            Err(_) => writeln!(out, "{body}")?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// The method payload of one operation: its params with `@apiVersion`, or for a topology Set
+/// that names a file or URL, that topology.
+async fn payload_of(
+    args: &OpsArgs,
+    base_dir: &Path,
+    client: &reqwest::Client,
+    params: &Map<String, Value>,
+    api_version: &str,
+) -> Result<Value, String> {
+    let file = params
+        .get("topologyFile")
+        .or_else(|| params.get("pipelineTopologyFile"))
+        .and_then(Value::as_str);
+    let topology_url = params.get("topologyUrl").and_then(Value::as_str);
+    let mut payload = if let Some(file) = file {
+        let path = base_dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read topology {}: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("topology {} is not JSON: {e}", path.display()))?
+    } else if let Some(url) = topology_url {
+        topology_from_url(args, client, url).await?
+    } else {
+        Value::Object(params.clone())
+    };
+    if let Value::Object(m) = &mut payload {
+        m.entry("@apiVersion").or_insert_with(|| json!(api_version));
+    }
+    Ok(payload)
+}
+
+async fn topology_from_url(
+    args: &OpsArgs,
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<Value, String> {
+    if let Some(dir) = &args.topologies
+        && let Some(local) = local_copy(dir, url)
+    {
+        let text = std::fs::read_to_string(&local)
+            .map_err(|e| format!("cannot read {} (for {url}): {e}", local.display()))?;
+        return serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not JSON: {e}", local.display()));
+    }
+    let answer = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot download {url}: {e}"))?;
+    if !answer.status().is_success() {
+        return Err(format!("cannot download {url}: HTTP {}", answer.status()));
+    }
+    let text = answer
+        .text()
+        .await
+        .map_err(|e| format!("cannot download {url}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{url} is not JSON: {e}"))
+}
+
+/// `.../topologies/NAME/VERSION/topology.json` → `DIR/NAME@VERSION.json`,
+/// `.../topologies/NAME/topology.json` → `DIR/NAME.json`.
+fn local_copy(dir: &Path, url: &str) -> Option<PathBuf> {
+    let rest = url.split("/topologies/").nth(1)?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        [name, version, "topology.json"] => Some(dir.join(format!("{name}@{version}.json"))),
+        [name, "topology.json"] => Some(dir.join(format!("{name}.json"))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_repository_urls_map_to_the_local_copies() {
+        let dir = Path::new("/t");
+        assert_eq!(
+            local_copy(
+                dir,
+                "https://raw.githubusercontent.com/Azure/live-video-analytics/master/MediaGraph/topologies/motion-detection/2.0/topology.json"
+            ),
+            Some(PathBuf::from("/t/motion-detection@2.0.json"))
+        );
+        assert_eq!(
+            local_copy(
+                dir,
+                "https://raw.githubusercontent.com/Azure/live-video-analytics/master/MediaGraph/topologies/grpcExtension/topology.json"
+            ),
+            Some(PathBuf::from("/t/grpcExtension.json"))
+        );
+        assert_eq!(local_copy(dir, "https://example.com/x.json"), None);
+    }
+}

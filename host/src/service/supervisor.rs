@@ -1,0 +1,306 @@
+//! The instance state machine: `Inactive → Activating → Active → Deactivating → Inactive`.
+//!
+//! Each instance is started and stopped on its own (`graph::start` gives it its own sources,
+//! recorders, uploaders and shutdown signal), so a transition of one never touches another.
+//! Activate returns once recording has started (caches open, plugins loaded, source running;
+//! a camera that is down keeps the instance Active and retrying, as in LVA). Deactivate
+//! returns when the recorders sealed and the upload backlog is flushed, or when the caller's
+//! timeout runs out: the flush then goes on and the instance stays Deactivating until it ends.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::methods::{MethodResponse, instance_document};
+use super::store::Desired;
+use super::{InstanceState, Service, Slot};
+use crate::events::Event;
+use crate::graph::{self, StopSummary};
+use crate::sync::LockExt;
+use crate::topology;
+
+const OPERATIONAL: &str = "Microsoft.Media.Graph.Operational";
+/// LVA names this module-level event `Microsoft.Media.Edge.Diagnostics.RuntimeError`.
+const RUNTIME_ERROR: &str = "Microsoft.Media.Edge.Diagnostics.RuntimeError";
+
+/// Who asked for an activation: a failed start at resume keeps the stored desired state (only
+/// Deactivate makes an instance inactive), one asked for by the API reverts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Caller {
+    Api,
+    Resume,
+}
+
+fn subject(name: &str) -> String {
+    format!("/graphInstances/{name}")
+}
+
+enum Next {
+    Done(MethodResponse),
+    Wait(watch::Receiver<InstanceState>),
+    Start(Box<topology::ResolvedGraph>),
+}
+
+pub(super) async fn activate(service: &Service, name: &str, caller: Caller) -> MethodResponse {
+    loop {
+        match begin_activation(service, name).await {
+            Next::Done(r) => return r,
+            Next::Wait(mut rx) => {
+                // Activating: wait for the first activation, then look again.
+                let _ = rx.wait_for(|s| *s != InstanceState::Activating).await;
+            }
+            Next::Start(graph) => return finish_activation(service, name, &graph, caller).await,
+        }
+    }
+}
+
+async fn begin_activation(service: &Service, name: &str) -> Next {
+    let mut state = service.inner.state.lock().await;
+    let Some(instance) = state.instances.get(name).cloned() else {
+        return Next::Done(MethodResponse::not_found("graph instance", name));
+    };
+    {
+        let slots = service.inner.slots.lock_unpoisoned();
+        if let Some(slot) = slots.get(name) {
+            match slot.state() {
+                InstanceState::Active => return Next::Done(MethodResponse::ok(200, Value::Null)),
+                InstanceState::Activating => return Next::Wait(slot.state.subscribe()),
+                InstanceState::Deactivating => {
+                    return Next::Done(MethodResponse::conflict(
+                        "OperationNotAllowedInState",
+                        "$.name",
+                        format!(
+                            "The graph instance '{name}' is Deactivating; activate it once it is Inactive."
+                        ),
+                    ));
+                }
+                InstanceState::Inactive => {}
+            }
+        }
+    }
+    let Some(topology) = state.topologies.get(&instance.topology_name) else {
+        return Next::Done(MethodResponse::conflict(
+            "ResourceValidationError",
+            "$.name",
+            format!(
+                "The graph topology '{}' of graph instance '{name}' does not exist.",
+                instance.topology_name
+            ),
+        ));
+    };
+    let graph = match topology::resolve(
+        &topology.document.to_string(),
+        Some(&instance_document(name, &instance, "2.0").to_string()),
+        &[],
+        service.inner.plugins.as_ref(),
+        SystemTime::now(),
+    ) {
+        Ok(g) => g,
+        Err(body) => {
+            return Next::Done(MethodResponse::ok(
+                400,
+                serde_json::to_value(&body).unwrap_or(Value::Null),
+            ));
+        }
+    };
+    if instance.desired != Desired::Active {
+        let mut new = state.clone();
+        if let Some(i) = new.instances.get_mut(name) {
+            i.desired = Desired::Active;
+        }
+        if let Err(r) = super::methods::commit_state(service, &mut state, new).await {
+            return Next::Done(r);
+        }
+    }
+    let mut slots = service.inner.slots.lock_unpoisoned();
+    let slot = slots.entry(name.to_owned()).or_insert_with(Slot::new);
+    slot.state.send_replace(InstanceState::Activating);
+    slot.last_error = None;
+    Next::Start(Box::new(graph))
+}
+
+async fn finish_activation(
+    service: &Service,
+    name: &str,
+    graph: &topology::ResolvedGraph,
+    caller: Caller,
+) -> MethodResponse {
+    let inner = &service.inner;
+    tracing::info!(instance = %name, topology = %graph.topology_name, sinks = graph.asset_sinks.len(), "activating");
+    match graph::start(
+        graph.clone(),
+        inner.plugins.clone(),
+        inner.events.clone(),
+        inner.options.clone(),
+    ) {
+        Ok(running) => {
+            {
+                let mut slots = inner.slots.lock_unpoisoned();
+                if let Some(slot) = slots.get_mut(name) {
+                    slot.running = Some(running);
+                    slot.state.send_replace(InstanceState::Active);
+                }
+            }
+            inner.events.emit(Event::new(
+                format!("{OPERATIONAL}.GraphInstanceStarted"),
+                subject(name),
+                json!({ "topologyName": graph.topology_name }),
+            ));
+            MethodResponse::ok(200, Value::Null)
+        }
+        Err(e) => {
+            let message = e.to_string();
+            tracing::error!(instance = %name, error = %message, "activation failed");
+            inner.events.emit(Event::new(
+                RUNTIME_ERROR,
+                subject(name),
+                json!({ "code": "ActivationFailed", "errorMessage": message }),
+            ));
+            if caller == Caller::Api {
+                let mut state = inner.state.lock().await;
+                let mut new = state.clone();
+                if let Some(i) = new.instances.get_mut(name) {
+                    i.desired = Desired::Inactive;
+                }
+                let _ = super::methods::commit_state(service, &mut state, new).await;
+            }
+            let mut slots = inner.slots.lock_unpoisoned();
+            if let Some(slot) = slots.get_mut(name) {
+                slot.last_error = Some(message.clone());
+                slot.state.send_replace(InstanceState::Inactive);
+            }
+            MethodResponse::conflict(
+                "ResourceValidationError",
+                "$.name",
+                format!("The graph instance '{name}' could not be activated: {message}"),
+            )
+        }
+    }
+}
+
+pub(super) async fn deactivate(service: &Service, name: &str, timeout: Duration) -> MethodResponse {
+    let inner = &service.inner;
+    let mut rx = {
+        let mut state = inner.state.lock().await;
+        if !state.instances.contains_key(name) {
+            return MethodResponse::not_found("graph instance", name);
+        }
+        let current = {
+            let slots = inner.slots.lock_unpoisoned();
+            slots.get(name).map_or(InstanceState::Inactive, Slot::state)
+        };
+        match current {
+            InstanceState::Inactive => return MethodResponse::ok(200, Value::Null),
+            InstanceState::Activating => {
+                return MethodResponse::conflict(
+                    "OperationNotAllowedInState",
+                    "$.name",
+                    format!(
+                        "The graph instance '{name}' is Activating; deactivate it once it is Active."
+                    ),
+                );
+            }
+            InstanceState::Deactivating => {}
+            InstanceState::Active => {
+                let mut new = state.clone();
+                if let Some(i) = new.instances.get_mut(name) {
+                    i.desired = Desired::Inactive;
+                }
+                if let Err(r) = super::methods::commit_state(service, &mut state, new).await {
+                    return r;
+                }
+                let running = {
+                    let mut slots = inner.slots.lock_unpoisoned();
+                    slots.get_mut(name).and_then(|slot| {
+                        slot.state.send_replace(InstanceState::Deactivating);
+                        slot.running.take()
+                    })
+                };
+                let service = service.clone();
+                let name = name.to_owned();
+                tokio::spawn(async move {
+                    let summary = match running {
+                        Some(r) => r.stop().await,
+                        None => StopSummary {
+                            drained: true,
+                            left_segments: 0,
+                        },
+                    };
+                    stopped(&service, &name, &summary);
+                });
+            }
+        }
+        let slots = inner.slots.lock_unpoisoned();
+        match slots.get(name) {
+            Some(slot) => slot.state.subscribe(),
+            None => return MethodResponse::ok(200, Value::Null),
+        }
+    };
+    let done = tokio::time::timeout(timeout, rx.wait_for(|s| *s == InstanceState::Inactive)).await;
+    match done {
+        Ok(_) => MethodResponse::ok(200, Value::Null),
+        Err(_) => MethodResponse::ok(
+            200,
+            json!({
+                "state": "Deactivating",
+                "message": format!(
+                    "responseTimeoutInSeconds ({} s) ran out before every cached segment was uploaded; the instance stays Deactivating while the upload goes on",
+                    timeout.as_secs()
+                ),
+            }),
+        ),
+    }
+}
+
+/// The stop of an instance ended: it is Inactive now.
+fn stopped(service: &Service, name: &str, summary: &StopSummary) {
+    let inner = &service.inner;
+    inner.events.emit(Event::new(
+        format!("{OPERATIONAL}.GraphInstanceStopped"),
+        subject(name),
+        json!({ "uploadFlushed": summary.drained, "cachedSegmentsLeft": summary.left_segments }),
+    ));
+    let mut slots = inner.slots.lock_unpoisoned();
+    if let Some(slot) = slots.get_mut(name) {
+        slot.state.send_replace(InstanceState::Inactive);
+    }
+}
+
+/// Stops every running instance (process shutdown). The stored desired states stay as they
+/// are; an instance in a transition is waited for and then stopped if it ended Active.
+pub(super) async fn stop_all(service: &Service) {
+    loop {
+        let (running, mut waiting) = {
+            let mut slots = service.inner.slots.lock_unpoisoned();
+            let mut running = Vec::new();
+            let mut waiting = Vec::new();
+            for (name, slot) in slots.iter_mut() {
+                match slot.state() {
+                    InstanceState::Active => {
+                        if let Some(r) = slot.running.take() {
+                            slot.state.send_replace(InstanceState::Deactivating);
+                            running.push((name.clone(), r));
+                        }
+                    }
+                    InstanceState::Activating | InstanceState::Deactivating => {
+                        waiting.push(slot.state.subscribe())
+                    }
+                    InstanceState::Inactive => {}
+                }
+            }
+            (running, waiting)
+        };
+        if running.is_empty() && waiting.is_empty() {
+            return;
+        }
+        let stops = running.into_iter().map(|(name, r)| async move {
+            let summary = r.stop().await;
+            stopped(service, &name, &summary);
+        });
+        futures::future::join_all(stops).await;
+        for rx in &mut waiting {
+            let _ = rx.changed().await;
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! `mediagraph serve` end to end, driven over HTTP as a client would: the real binary, the
+//! built-in test camera as the peer, SIGTERM and kill -9.
+
+mod record_support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use record_support::*;
+use serde_json::{Value, json};
+
+/// Bound on start-up to recording (the first start compiles the plugins in debug builds).
+const STARTUP: Duration = Duration::from_secs(120);
+const TOPOLOGY: &str = include_str!("../../topologies/cvr-asset/topology.json");
+
+fn serve(data: &Path) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagraph"));
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "--progress-secs", "1"])
+        .env("RUST_LOG", "info");
+    Proc::spawn(cmd)
+}
+
+/// The address from the `serve: listening on http://ADDR/` line on stdout.
+fn address(p: &mut Proc) -> SocketAddr {
+    let stdout = p.child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no listening line on stdout:\n{}", p.log()));
+        if let Some(rest) = line.strip_prefix("serve: listening on http://") {
+            return rest.split('/').next().unwrap().parse().unwrap();
+        }
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("http://{addr}"),
+        }
+    }
+
+    async fn call(&self, method: &str, payload: Value) -> (u16, Value) {
+        let body =
+            json!({"methodName": method, "responseTimeoutInSeconds": 120, "payload": payload});
+        let r = self
+            .http
+            .post(format!("{}/methods", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
+        assert_eq!(r.status().as_u16(), 200, "{method}");
+        let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        (v["status"].as_u64().unwrap() as u16, v["payload"].clone())
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn status(&self) -> Value {
+        serde_json::from_str(&self.get("/status").await.1).unwrap()
+    }
+}
+
+fn instance(name: &str, url: &str) -> Value {
+    json!({"@apiVersion": "2.0", "name": name, "properties": {
+    "topologyName": "CVRToAsset",
+    "parameters": [
+        {"name": "rtspUrl", "value": url},
+        {"name": "cacheMaxMiB", "value": "64"}
+    ]}})
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn frames(status: &Value) -> u64 {
+    status["instances"][0]["sinks"][0]["frames"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn mp4s(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "mp4"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_activate_restart_resumes_and_deactivate_uploads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(port, &[]);
+    let url = format!("rtsp://127.0.0.1:{port}/cam1");
+    let data = tmp.path().join("data");
+    let mut service = serve(&data);
+    let api = Client::new(address(&mut service));
+
+    // One process per data directory: a second serve, and a run, are refused with exit 2.
+    let second = Command::new(env!("CARGO_BIN_EXE_mediagraph"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        message.contains("in use by another mediagraph process"),
+        "{message}"
+    );
+    let topology_file = tmp.path().join("topology.json");
+    std::fs::write(&topology_file, TOPOLOGY).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_mediagraph"))
+        .arg("run")
+        .arg(&topology_file)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--param", &format!("rtspUrl={url}")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let topology: Value = serde_json::from_str(TOPOLOGY).unwrap();
+    assert_eq!(api.call("GraphTopologySet", topology).await.0, 201);
+    assert_eq!(
+        api.call("GraphInstanceSet", instance("cam-1", &url))
+            .await
+            .0,
+        201
+    );
+    let name = json!({"@apiVersion": "2.0", "name": "cam-1"});
+    let (s, p) = api.call("GraphInstanceActivate", name.clone()).await;
+    assert_eq!(s, 200, "{p}");
+    wait_for("frames recorded", STARTUP, async || {
+        let st = api.status().await;
+        st["instances"][0]["sinks"][0]["camera"]["connected"] == true && frames(&st) > 50
+    })
+    .await;
+    let st = api.status().await;
+    assert!(
+        st["instances"][0]["sinks"][0]["lastFrameTime"].is_string(),
+        "{st}"
+    );
+    let (_, metrics) = api.get("/metrics").await;
+    let received = metrics
+        .lines()
+        .find(|l| l.starts_with("lva_received_bytes_total{"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let bytes: f64 = received.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(bytes > 0.0, "{received}");
+
+    // SIGTERM: recording stops (sealed, uploaded), the desired state stays.
+    service.signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while service.is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop:\n{}",
+            service.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        service.child.wait().unwrap().code(),
+        Some(0),
+        "{}",
+        service.log()
+    );
+    let asset = data.join("assets/CVRToAsset-cam-1");
+    let first_run = mp4s(&asset).len();
+    assert!(
+        first_run >= 1,
+        "no segment uploaded at SIGTERM:\n{}",
+        service.log()
+    );
+
+    // Restart: cam-1 is activated again and records.
+    let mut service = serve(&data);
+    let api = Client::new(address(&mut service));
+    wait_for("ready", STARTUP, async || api.get("/readyz").await.0 == 200).await;
+    let st = api.status().await;
+    assert_eq!(st["instances"][0]["state"], "Active", "{st}");
+    wait_for("frames after restart", STARTUP, async || {
+        frames(&api.status().await) > 50
+    })
+    .await;
+
+    // Deactivate answers once the recorder sealed and the segment is uploaded.
+    let mut events = api
+        .http
+        .get(format!("{}/events", api.base))
+        .send()
+        .await
+        .unwrap();
+    let (s, p) = api.call("GraphInstanceDeactivate", name.clone()).await;
+    assert_eq!((s, &p), (200, &Value::Null), "{p}");
+    assert!(
+        mp4s(&asset).len() > first_run,
+        "no new segment after the restart: {:?}",
+        mp4s(&asset)
+    );
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("Microsoft.Media.Graph.Operational.GraphInstanceStopped") {
+        assert!(
+            Instant::now() < deadline,
+            "no GraphInstanceStopped event: {seen}"
+        );
+        match tokio::time::timeout(Duration::from_secs(5), events.chunk()).await {
+            Ok(Ok(Some(c))) => seen.push_str(&String::from_utf8_lossy(&c)),
+            _ => break,
+        }
+    }
+    assert!(seen.contains("\"dataVersion\":\"1.0\""), "{seen}");
+    assert!(
+        seen.contains("\"subject\":\"/graphInstances/cam-1\""),
+        "{seen}"
+    );
+    let (_, got) = api.call("GraphInstanceGet", name).await;
+    assert_eq!(got["properties"]["state"], "Inactive");
+    let (code, log) = service.stop();
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// kill -9 at random moments while instances are being Set: every restart reads a whole state,
+/// and every Set that was answered is in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_sets_leaves_the_old_or_the_new_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut acked: Vec<String> = Vec::new();
+    let topology: Value = serde_json::from_str(TOPOLOGY).unwrap();
+    for round in 0..=6u64 {
+        let mut service = serve(&data);
+        let api = Client::new(address(&mut service));
+        // All instances (several List pages).
+        let mut stored: Vec<String> = Vec::new();
+        let mut token = Value::Null;
+        loop {
+            let (s, list) = api
+                .call(
+                    "GraphInstanceList",
+                    json!({"@apiVersion": "2.0", "@continuationToken": token}),
+                )
+                .await;
+            assert_eq!(s, 200, "round {round}: {list}\n{}", service.log());
+            stored.extend(
+                list["value"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["name"].as_str().unwrap().to_owned()),
+            );
+            token = list["@continuationToken"].clone();
+            if token.is_null() {
+                break;
+            }
+        }
+        for name in &acked {
+            assert!(
+                stored.contains(name),
+                "round {round}: answered Set of {name} lost"
+            );
+        }
+        if round == 6 {
+            let (code, log) = service.stop();
+            assert_eq!(code, Some(0), "{log}");
+            break;
+        }
+        assert!(
+            api.call("GraphTopologySet", topology.clone()).await.0 <= 201,
+            "round {round}"
+        );
+        let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = tokio::spawn({
+            let answered = answered.clone();
+            async move {
+                for i in 0.. {
+                    let name = format!("r{round}-i{i}");
+                    let body = json!({"methodName": "GraphInstanceSet",
+                        "payload": instance(&name, "rtsp://127.0.0.1:1/x")});
+                    let sent = api
+                        .http
+                        .post(format!("{}/methods", api.base))
+                        .body(body.to_string())
+                        .send()
+                        .await;
+                    let Ok(response) = sent else { return };
+                    let Ok(text) = response.text().await else {
+                        return;
+                    };
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(v["status"], 201, "{v}");
+                    answered.lock().unwrap().push(name);
+                }
+            }
+        });
+        // Kill somewhere in the middle of the writes (a different moment each round).
+        tokio::time::sleep(Duration::from_millis(150 + round * 70)).await;
+        service.signal("-KILL");
+        let _ = service.child.wait();
+        writer
+            .await
+            .expect("the writer stops at the first failed request");
+        let done = std::mem::take(&mut *answered.lock().unwrap());
+        acked.extend(done);
+    }
+    eprintln!("{} answered Sets survived 6 kill -9 rounds", acked.len());
+    assert!(
+        acked.len() > 6,
+        "too few Sets answered to prove anything: {acked:?}"
+    );
+}

@@ -1,0 +1,527 @@
+//! The direct methods of `mediagraph serve`, driven over HTTP through the service's router
+//! (in process, tower's `oneshot`): every method's success and error statuses and payloads,
+//! the state machine with a camera that is down, and the state surviving a restart.
+
+use std::path::Path;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use mediagraph::events::EventBus;
+use mediagraph::graph::RunOptions;
+use mediagraph::plugin::PluginHost;
+use mediagraph::service::{Service, api};
+use mediagraph::upload::config::StoreArgs;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TOPOLOGY: &str = include_str!("../../topologies/cvr-asset/topology.json");
+/// Nothing listens there: the camera is down.
+const DOWN_CAMERA: &str = "rtsp://127.0.0.1:1/cam1";
+
+fn open(dir: &Path) -> Service {
+    let events = EventBus::new();
+    let plugins = PluginHost::new(Some(dir.join("plugins")), events.clone()).unwrap();
+    let options = RunOptions {
+        data_dir: Some(dir.to_owned()),
+        progress_every: Duration::from_secs(60),
+        upload: StoreArgs::default().setup(&dir.join("assets")).unwrap(),
+    };
+    Service::open(dir, plugins, events, options).unwrap()
+}
+
+/// `POST /methods` as IoT Hub: HTTP 200 with `{status, payload}`.
+async fn call(app: &Router, method: &str, payload: Value) -> (u16, Value) {
+    let body = json!({"methodName": method, "responseTimeoutInSeconds": 30, "payload": payload});
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post("/methods")
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{method}");
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let status = v["status"].as_u64().expect("status") as u16;
+    (status, v["payload"].clone())
+}
+
+/// `POST /methods/{name}` with a raw body: the HTTP status and the body.
+async fn bare(app: &Router, method: &str, body: &str) -> (StatusCode, Value) {
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post(format!("/methods/{method}"))
+                .body(Body::from(body.to_owned()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let v = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    (status, v)
+}
+
+async fn get(app: &Router, path: &str) -> (StatusCode, String) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 22)
+        .await
+        .unwrap();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+fn topology(version: &str) -> Value {
+    let mut t: Value = serde_json::from_str(TOPOLOGY).unwrap();
+    t["@apiVersion"] = json!(version);
+    t
+}
+
+fn instance(name: &str, url: &str) -> Value {
+    json!({
+        "@apiVersion": "2.0",
+        "name": name,
+        "properties": {
+            "topologyName": "CVRToAsset",
+            "description": "a camera",
+            "parameters": [
+                {"name": "rtspUrl", "value": url},
+                {"name": "rtspPassword", "value": "pa55-w0rd-never-shown"},
+                {"name": "cacheMaxMiB", "value": "64"}
+            ]
+        }
+    })
+}
+
+fn detail_codes(payload: &Value) -> Vec<String> {
+    payload["error"]["details"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .map(|d| d["code"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn topology_methods_answer_as_lva_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = api::routes(open(dir.path()));
+
+    let (s, created) = call(&app, "GraphTopologySet", topology("2.0")).await;
+    assert_eq!(s, 201, "{created}");
+    assert_eq!(created["name"], "CVRToAsset");
+    let sd = &created["systemData"];
+    assert_eq!(sd["createdAt"], sd["lastModifiedAt"]);
+    assert!(created.get("@apiVersion").is_none());
+    assert_eq!(created["properties"]["sources"][0]["name"], "rtspSource");
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (s, updated) = call(&app, "GraphTopologySet", topology("1.0")).await;
+    assert_eq!(s, 200, "{updated}");
+    assert_eq!(updated["systemData"]["createdAt"], sd["createdAt"]);
+    assert_ne!(
+        updated["systemData"]["lastModifiedAt"],
+        sd["lastModifiedAt"]
+    );
+
+    let (s, got) = call(
+        &app,
+        "GraphTopologyGet",
+        json!({"@apiVersion": "2.0", "name": "CVRToAsset"}),
+    )
+    .await;
+    assert_eq!((s, &got), (200, &updated));
+    let (s, missing) = call(
+        &app,
+        "GraphTopologyGet",
+        json!({"@apiVersion": "2.0", "name": "nope"}),
+    )
+    .await;
+    assert_eq!(s, 404);
+    assert_eq!(missing["error"]["code"], "NotFound");
+
+    let (s, list) = call(&app, "GraphTopologyList", json!({"@apiVersion": "2.0"})).await;
+    assert_eq!(s, 200);
+    assert_eq!(list["value"].as_array().unwrap().len(), 1);
+    assert!(list.get("@continuationToken").is_none());
+    let (s, _) = call(
+        &app,
+        "GraphTopologyList",
+        json!({"@apiVersion": "2.0", "@query": "$orderby=name desc"}),
+    )
+    .await;
+    assert_eq!(s, 400);
+
+    let (s, p) = call(
+        &app,
+        "GraphTopologyDelete",
+        json!({"@apiVersion": "2.0", "name": "CVRToAsset"}),
+    )
+    .await;
+    assert_eq!((s, p), (200, Value::Null));
+    let (s, p) = call(
+        &app,
+        "GraphTopologyDelete",
+        json!({"@apiVersion": "2.0", "name": "CVRToAsset"}),
+    )
+    .await;
+    assert_eq!((s, p), (204, Value::Null));
+    let (s, list) = call(&app, "GraphTopologyList", json!({"@apiVersion": "1.0"})).await;
+    assert_eq!((s, list), (200, json!({"value": []})));
+}
+
+#[tokio::test]
+async fn requests_that_are_not_understood_get_lva_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = api::routes(open(dir.path()));
+
+    let (s, p) = call(
+        &app,
+        "GraphTopologyFrobnicate",
+        json!({"@apiVersion": "2.0"}),
+    )
+    .await;
+    assert_eq!(s, 501, "{p}");
+    let (s, p) = call(&app, "GraphTopologyList", json!({"@apiVersion": "3.0"})).await;
+    assert_eq!(s, 400);
+    assert_eq!(p["error"]["code"], "InvalidVersion");
+    let message = p["error"]["details"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("'3.0'") && message.contains("1.0, 2.0"),
+        "{message}"
+    );
+    let (s, p) = call(&app, "pipelineTopologyList", json!({"@apiVersion": "2.0"})).await;
+    assert_eq!(s, 400, "AVA speaks 1.0 only");
+    assert!(
+        p["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("Supported version(s): 1.0.")
+    );
+    let (s, _) = call(&app, "GraphTopologyList", json!({})).await;
+    assert_eq!(s, 400, "@apiVersion is required");
+
+    // Malformed JSON, on both routes.
+    let (s, p) = bare(&app, "GraphTopologySet", "{\"@apiVersion\": \"2.0\",").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(p["error"]["code"], "BadRequest");
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post("/methods")
+                .body(Body::from("{\"methodName\": "))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // The bare route: the method's status is the HTTP status.
+    let (s, p) = bare(
+        &app,
+        "GraphTopologyGet",
+        r#"{"@apiVersion":"2.0","name":"x"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(p["error"]["code"], "NotFound");
+    let (s, _) = bare(&app, "NoSuchMethod", "{}").await;
+    assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
+}
+
+#[tokio::test]
+async fn an_invalid_topology_gets_the_findings_validate_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = api::routes(open(dir.path()));
+    let mut t = topology("2.0");
+    t["properties"]["sources"][0]["endpoint"]["url"] = json!("http://camera/stream");
+    t["properties"]["sinks"][0]["segmentLength"] = json!("PT7S");
+    let (s, p) = call(&app, "GraphTopologySet", t.clone()).await;
+    assert_eq!(s, 400, "{p}");
+    assert_eq!(p["error"]["code"], "InvalidResource");
+    let validate = mediagraph::topology::check(
+        &t.to_string(),
+        None,
+        &[],
+        &mediagraph::topology::DefaultPluginNames,
+        std::time::SystemTime::now(),
+    );
+    let mut expected = serde_json::to_value(validate.outcome.unwrap_err()).unwrap();
+    let details = expected["error"]["details"].as_array_mut().unwrap();
+    details.retain(|d| d["code"] != "ParameterValueMissing");
+    assert_eq!(p, expected);
+    assert!(detail_codes(&p).contains(&"RtspEndpointUrlInvalidScheme".to_owned()));
+}
+
+#[tokio::test]
+async fn instance_methods_follow_the_state_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = api::routes(open(dir.path()));
+    let (s, p) = call(&app, "GraphInstanceSet", instance("cam-1", DOWN_CAMERA)).await;
+    assert_eq!(s, 409, "no topology yet: {p}");
+    assert_eq!(detail_codes(&p), ["ResourceValidationError"]);
+    assert_eq!(call(&app, "GraphTopologySet", topology("2.0")).await.0, 201);
+
+    let (s, p) = call(&app, "GraphInstanceSet", instance("cam-1", "http://x/")).await;
+    assert_eq!(s, 400, "{p}");
+    assert_eq!(p["error"]["code"], "InvalidResource");
+    let (s, p) = call(&app, "GraphInstanceSet", instance("cam-1", DOWN_CAMERA)).await;
+    assert_eq!(s, 201, "{p}");
+    assert_eq!(p["properties"]["state"], "Inactive");
+    assert!(!p.to_string().contains("pa55-w0rd"), "secret returned: {p}");
+    assert_eq!(
+        p["properties"]["parameters"][1],
+        json!({"name": "rtspPassword"})
+    );
+    let (s, _) = call(&app, "GraphInstanceSet", instance("cam-1", DOWN_CAMERA)).await;
+    assert_eq!(s, 200);
+
+    let (s, p) = call(
+        &app,
+        "GraphTopologyDelete",
+        json!({"@apiVersion": "2.0", "name": "CVRToAsset"}),
+    )
+    .await;
+    assert_eq!(s, 409);
+    assert_eq!(detail_codes(&p), ["GraphTopologyInUse"]);
+    assert!(p.to_string().contains("'cam-1'"), "{p}");
+
+    let name = json!({"@apiVersion": "2.0", "name": "cam-1"});
+    let (s, p) = call(&app, "GraphInstanceActivate", name.clone()).await;
+    assert_eq!((s, &p), (200, &Value::Null), "{p}");
+    let (s, p) = call(&app, "GraphInstanceActivate", name.clone()).await;
+    assert_eq!(
+        (s, p),
+        (200, Value::Null),
+        "Activate on Active is immediate"
+    );
+    let (_, p) = call(&app, "GraphInstanceGet", name.clone()).await;
+    assert_eq!(p["properties"]["state"], "Active");
+    let (_, p) = call(
+        &app,
+        "livePipelineGet",
+        json!({"@apiVersion": "1.0", "name": "cam-1"}),
+    )
+    .await;
+    assert_eq!(
+        p["properties"]["state"], "active",
+        "AVA spells states in lowercase"
+    );
+
+    let (s, p) = call(&app, "GraphInstanceSet", instance("cam-1", DOWN_CAMERA)).await;
+    assert_eq!(s, 409);
+    assert_eq!(
+        detail_codes(&p),
+        ["GraphInstanceOperationNotValidInCurrentState"]
+    );
+    let (s, p) = call(&app, "GraphInstanceDelete", name.clone()).await;
+    assert_eq!(s, 409);
+    assert_eq!(detail_codes(&p), ["OperationNotAllowedInState"]);
+    let (s, _) = call(&app, "GraphTopologySet", topology("2.0")).await;
+    assert_eq!(s, 409, "no topology update under an active instance");
+
+    let (_, status) = get(&app, "/status").await;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let cam = &status["instances"][0];
+    assert_eq!(cam["state"], "Active");
+    assert_eq!(cam["sinks"][0]["camera"]["connected"], false);
+    let (s, metrics) = get(&app, "/metrics").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        metrics.contains("lva_active_graph_instances{graph_topology=\"CVRToAsset\"} 1"),
+        "{metrics}"
+    );
+
+    let (s, p) = call(&app, "GraphInstanceDeactivate", name.clone()).await;
+    assert_eq!((s, &p), (200, &Value::Null), "{p}");
+    let (_, p) = call(&app, "GraphInstanceGet", name.clone()).await;
+    assert_eq!(p["properties"]["state"], "Inactive");
+    let (s, p) = call(&app, "GraphInstanceDeactivate", name.clone()).await;
+    assert_eq!(
+        (s, p),
+        (200, Value::Null),
+        "Deactivate on Inactive is immediate"
+    );
+    let missing = json!({"@apiVersion": "2.0", "name": "nope"});
+    assert_eq!(
+        call(&app, "GraphInstanceActivate", missing.clone()).await.0,
+        404
+    );
+    assert_eq!(
+        call(&app, "GraphInstanceDeactivate", missing.clone())
+            .await
+            .0,
+        404
+    );
+    assert_eq!(call(&app, "GraphInstanceGet", missing.clone()).await.0, 404);
+    assert_eq!(call(&app, "GraphInstanceDelete", missing).await.0, 204);
+    let (s, p) = call(&app, "GraphInstanceDelete", name).await;
+    assert_eq!((s, p), (200, Value::Null));
+    let (_, metrics) = get(&app, "/metrics").await;
+    assert!(
+        !metrics.contains("lva_active_graph_instances{"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_topology_update_must_keep_its_instances_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = api::routes(open(dir.path()));
+    assert_eq!(call(&app, "GraphTopologySet", topology("2.0")).await.0, 201);
+    assert_eq!(
+        call(&app, "GraphInstanceSet", instance("cam-1", DOWN_CAMERA))
+            .await
+            .0,
+        201
+    );
+    // A new parameter without a default: cam-1 gives no value for it.
+    let mut t = topology("2.0");
+    t["properties"]["parameters"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "extra", "type": "String"}));
+    let (s, p) = call(&app, "GraphTopologySet", t).await;
+    assert_eq!(s, 400, "{p}");
+    let details = p["error"]["details"].as_array().unwrap();
+    assert!(
+        details.iter().any(|d| d["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("graphInstances['cam-1']")),
+        "{p}"
+    );
+}
+
+#[tokio::test]
+async fn lists_page_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = api::routes(open(dir.path()));
+    let total = mediagraph::service::LIST_PAGE + 3;
+    for i in 0..total {
+        let mut t = topology("2.0");
+        t["name"] = json!(format!("t-{i:03}"));
+        assert_eq!(call(&app, "GraphTopologySet", t).await.0, 201);
+    }
+    let (s, first) = call(
+        &app,
+        "GraphTopologyList",
+        json!({"@apiVersion": "2.0", "@query": "$orderby=name asc"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let names = |v: &Value| -> Vec<String> {
+        v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut all = names(&first);
+    assert_eq!(all.len(), mediagraph::service::LIST_PAGE);
+    let token = first["@continuationToken"].clone();
+    let (_, second) = call(
+        &app,
+        "GraphTopologyList",
+        json!({"@apiVersion": "2.0", "@continuationToken": token}),
+    )
+    .await;
+    assert!(second.get("@continuationToken").is_none());
+    all.extend(names(&second));
+    let expected: Vec<String> = (0..total).map(|i| format!("t-{i:03}")).collect();
+    assert_eq!(all, expected);
+}
+
+#[tokio::test]
+async fn state_survives_a_restart_and_active_instances_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let service = open(dir.path());
+        let app = api::routes(service.clone());
+        assert_eq!(call(&app, "GraphTopologySet", topology("2.0")).await.0, 201);
+        for name in ["cam-a", "cam-b"] {
+            assert_eq!(
+                call(&app, "GraphInstanceSet", instance(name, DOWN_CAMERA))
+                    .await
+                    .0,
+                201
+            );
+        }
+        let a = json!({"@apiVersion": "2.0", "name": "cam-a"});
+        assert_eq!(call(&app, "GraphInstanceActivate", a).await.0, 200);
+        // Shutdown stops recording but keeps cam-a's desired state.
+        service.shutdown().await;
+    }
+    let service = open(dir.path());
+    let app = api::routes(service.clone());
+    let (s, _) = get(&app, "/readyz").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    service.resume().await;
+    let (s, _) = get(&app, "/readyz").await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, list) = call(&app, "GraphInstanceList", json!({"@apiVersion": "2.0"})).await;
+    let states: Vec<(String, String)> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_owned(),
+                i["properties"]["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("cam-a".to_owned(), "Active".to_owned()),
+            ("cam-b".to_owned(), "Inactive".to_owned())
+        ]
+    );
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn caches_are_named_by_topology_instance_and_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = open(dir.path());
+    let app = api::routes(service.clone());
+    assert_eq!(call(&app, "GraphTopologySet", topology("2.0")).await.0, 201);
+    for name in ["cam-a", "cam-b"] {
+        assert_eq!(
+            call(&app, "GraphInstanceSet", instance(name, DOWN_CAMERA))
+                .await
+                .0,
+            201
+        );
+        let p = json!({"@apiVersion": "2.0", "name": name});
+        assert_eq!(call(&app, "GraphInstanceActivate", p).await.0, 200);
+    }
+    let root = dir.path().join("var/lib/mediagraph/cache");
+    for name in ["cam-a", "cam-b"] {
+        let cache = root.join(format!("CVRToAsset.{name}.assetSink"));
+        assert!(cache.is_dir(), "{} missing", cache.display());
+    }
+    service.shutdown().await;
+}
