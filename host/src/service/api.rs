@@ -141,24 +141,21 @@ async fn events(
 ) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
     let rx = service.events().subscribe();
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) => {
-                    let envelope = observe::envelope(&e);
-                    let id = envelope["id"].as_str().unwrap_or_default().to_owned();
-                    let message = sse::Event::default()
-                        .event(&e.event_type)
-                        .id(id)
-                        .data(envelope.to_string());
-                    return Some((Ok(message), rx));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    let note = sse::Event::default().comment(format!("{missed} events missed"));
-                    return Some((Ok(note), rx));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        let message = match rx.recv().await {
+            Ok(e) => {
+                let envelope = observe::envelope(&e);
+                let id = envelope["id"].as_str().unwrap_or_default().to_owned();
+                sse::Event::default()
+                    .event(&e.event_type)
+                    .id(id)
+                    .data(envelope.to_string())
             }
-        }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                sse::Event::default().comment(format!("{missed} events missed"))
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(message), rx))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
