@@ -340,11 +340,18 @@ async fn instance_methods_follow_the_state_machine() {
     let (s, _) = call(&app, "GraphTopologySet", topology("2.0")).await;
     assert_eq!(s, 409, "no topology update under an active instance");
 
-    let (_, status) = get(&app, "/status").await;
-    let status: Value = serde_json::from_str(&status).unwrap();
+    // The sink starts in the background (plugins compile on first use).
+    let mut status = Value::Null;
+    for _ in 0..600 {
+        status = serde_json::from_str(&get(&app, "/status").await.1).unwrap();
+        if !status["instances"][0]["sinks"][0].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let cam = &status["instances"][0];
     assert_eq!(cam["state"], "Active");
-    assert_eq!(cam["sinks"][0]["camera"]["connected"], false);
+    assert_eq!(cam["sinks"][0]["camera"]["connected"], false, "{status}");
     let (s, metrics) = get(&app, "/metrics").await;
     assert_eq!(s, StatusCode::OK);
     assert!(
@@ -520,7 +527,14 @@ async fn caches_are_named_by_topology_instance_and_sink() {
     }
     let root = dir.path().join("var/lib/mediagraph/cache");
     for name in ["cam-a", "cam-b"] {
+        // Each sink opens its cache in the background once activated.
         let cache = root.join(format!("CVRToAsset.{name}.assetSink"));
+        for _ in 0..600 {
+            if cache.is_dir() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert!(cache.is_dir(), "{} missing", cache.display());
     }
     service.shutdown().await;

@@ -2,8 +2,9 @@
 //!
 //! Each instance is started and stopped on its own (`graph::start` gives it its own sources,
 //! recorders, uploaders and shutdown signal), so a transition of one never touches another.
-//! Activate returns once recording has started (caches open, plugins loaded, source running;
-//! a camera that is down keeps the instance Active and retrying, as in LVA). Deactivate
+//! Activate returns once the instance's graph is started (its sinks open their caches, load
+//! their plugins and connect in the background, retrying; a camera that is down keeps the
+//! instance Active, as in LVA). Deactivate
 //! returns when the recorders sealed and the upload backlog is flushed, or when the caller's
 //! timeout runs out: the flush then goes on and the instance stays Deactivating until it ends.
 
