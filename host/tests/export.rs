@@ -5,6 +5,8 @@
 
 mod record_support;
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -51,6 +53,22 @@ fn export(store: &str, start: &str, end: &str, out: &Path) -> Output {
         .unwrap()
 }
 
+/// A raw HTTP/1.0 GET (so the answer is not chunked): status, head, body.
+fn get(addr: SocketAddr, target: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect to the front door");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(s, "GET {target} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the answer");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, raw[split + 4..].to_vec())
+}
+
 /// `ffprobe` entries of one section as `key=value` lines.
 fn ffprobe(path: &Path, args: &[&str]) -> String {
     let out = Command::new("ffprobe")
@@ -80,11 +98,60 @@ fn a_clip_across_a_segment_boundary_plays_with_audio_and_the_right_length() {
     let data = tmp.path().join("data");
     let store_dir = tmp.path().join("store");
     let store = format!("file://{}", store_dir.display());
-    let mut rec = recorder_with(&topology, &data, &[], &["--asset-store", &store]);
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut rec = recorder_with(
+        &topology,
+        &data,
+        &[],
+        &["--asset-store", &store, "--http", &http.to_string()],
+    );
     rec.wait_event("RecordingStarted", Duration::from_secs(120));
     // The first segment is uploaded after 30 s; 14 s more make a second one on stop.
     rec.wait_event("RecordingAvailable", Duration::from_secs(90));
-    std::thread::sleep(Duration::from_secs(14));
+    let started = std::time::Instant::now();
+
+    // Over HTTP, while recording goes on: 10 s inside the first segment.
+    let first = stored_spans(&store_dir.join("cam1-default"))[0];
+    let (start, end) = (first.0 + 5 * TICKS + TICKS / 4, first.0 + 15 * TICKS);
+    let url = |s: i64, e: i64| {
+        format!(
+            "/assets/cam1-default/export.mp4?startTime={}&endTime={}",
+            iso(s),
+            iso(e)
+        )
+    };
+    let (status, head, body) = get(http, &url(start, end));
+    assert_eq!(status, 200, "{head}\n{}", String::from_utf8_lossy(&body));
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("content-type: video/mp4"), "{head}");
+    assert!(lower.contains("x-mediagraph-gaps: closed"), "{head}");
+    let served = tmp.path().join("served.mp4");
+    std::fs::write(&served, &body).unwrap();
+    let format = ffprobe(&served, &["-show_entries", "format=duration"]);
+    let duration: f64 = format
+        .trim()
+        .trim_start_matches("duration=")
+        .parse()
+        .unwrap();
+    assert!((9.7..=11.1).contains(&duration), "duration {duration}");
+    let probe_served = probe(&served);
+    assert!(
+        probe_served.decode_errors.is_empty(),
+        "{}",
+        probe_served.decode_errors
+    );
+    assert!(probe_served.packets[0].2, "the first frame is a keyframe");
+    // No media an hour before: 404 with LVA's error shape; over 24 h: 400.
+    let (status, _, body) = get(http, &url(first.0 - 3600 * TICKS, first.0 - 3000 * TICKS));
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 404);
+    assert_eq!(error["error"]["code"], "NoMediaInRange", "{error}");
+    let (status, _, body) = get(http, &url(start, start + 24 * 3600 * TICKS + TICKS));
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(error["error"]["code"], "TimeRangeTooLong", "{error}");
+
+    std::thread::sleep(Duration::from_secs(14).saturating_sub(started.elapsed()));
     let (code, log) = rec.stop();
     assert_eq!(code, Some(0), "{log}");
 

@@ -48,8 +48,8 @@ use crate::upload::{AssetStore, SEAM_TOLERANCE, StoredBlob, UploadError};
 /// The longest clip exported unless configured otherwise: LVA's limit for a time-range
 /// playlist.
 pub const DEFAULT_MAX_SPAN_SECS: u64 = 24 * 3600;
-/// Response header naming how gaps are treated.
-pub const GAPS_HEADER: &str = "X-Mediagraph-Gaps";
+/// Response header naming how gaps are treated (lowercase, as HTTP/2 and `HeaderName` want).
+pub const GAPS_HEADER: &str = "x-mediagraph-gaps";
 /// Gaps are closed: the media after a gap follows the media before it directly.
 pub const GAPS_POLICY: &str = "closed";
 /// `sample_is_non_sync_sample` of ISO-BMFF sample flags.

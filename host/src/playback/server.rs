@@ -9,6 +9,7 @@
 //! | `/assets/{asset}/segments?startTime=&endTime=` | the blobs in a range, for the page's player |
 //! | `/assets/{asset}/manifest(format=m3u8-aapl,startTime=,endTime=).m3u8` | HLS VOD playlist |
 //! | `/assets/{asset}/blobs/{file}` (`/init.mp4`, `/media.mp4`) | a blob, or its init / media part; `Range` → 206 |
+//! | `/assets/{asset}/export.mp4?startTime=&endTime=` | one MP4 clip of the range, streamed ([`export`](super::export)) |
 //!
 //! Request text never becomes a path: the asset must match LVA's asset-name pattern and the
 //! blob file the uploader's name grammar (see [`BlobFile`]); bad names are 400, unknown ones 404.
@@ -22,12 +23,13 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Extension, Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::TryStreamExt;
 
 use super::available::{AvailabilityQuery, param, parse_instant, recorded_spans};
+use super::export::{Clip, ClipRange, DEFAULT_MAX_SPAN_SECS, GAPS_HEADER, GAPS_POLICY};
 use super::hls::{PlaylistRange, manifest_params, playlist, segments};
 use super::{BlobFile, PlaybackError, asset_name, decode_component, encode_segment, mp4};
 use crate::sync::LockExt;
@@ -237,6 +239,7 @@ async fn asset_leaf(
     let result = match leaf.as_str() {
         "availableMedia" => available(&playback, &asset, &params).await,
         "segments" => segment_list(&playback, &asset, &params).await,
+        "export.mp4" => export(&playback, &asset, &params).await,
         manifest => match manifest_params(manifest) {
             Some(mut all) => {
                 all.extend(params);
@@ -264,6 +267,33 @@ async fn available(
     }
     let spans = recorded_spans(asset.as_str(), &blobs)?;
     Ok(json(&query.answer(&spans)))
+}
+
+/// The clip is streamed fragment by fragment; errors found before the first byte (bad range,
+/// no media) are answered with a status, later ones end the body early.
+async fn export(
+    playback: &Playback,
+    asset: &str,
+    params: &[(String, String)],
+) -> Result<Response, PlaybackError> {
+    let asset = asset_name(asset)?;
+    let required =
+        |name| param(params, name).ok_or(PlaybackError::MissingParameter { name, why: "" });
+    let range = ClipRange::parse(
+        required("startTime")?,
+        required("endTime")?,
+        DEFAULT_MAX_SPAN_SECS,
+    )?;
+    let clip = Clip::open(playback.store.clone(), &asset, range).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "video/mp4"),
+            (header::CACHE_CONTROL, "no-store"),
+            (HeaderName::from_static(GAPS_HEADER), GAPS_POLICY),
+        ],
+        Body::from_stream(clip.into_stream()),
+    )
+        .into_response())
 }
 
 async fn segment_list(
