@@ -26,7 +26,7 @@ fn require_strace() {
 }
 
 /// An instance `name` of the test topology recording `url`; its cache is
-/// `<cache root>/<name>-sink1`.
+/// `<cache root>/RecordTest.<name>.sink1` (topology, instance, sink).
 fn instance(dir: &Path, name: &str, url: &str) -> PathBuf {
     let doc = serde_json::json!({
         "@apiVersion": "2.0",
@@ -43,6 +43,12 @@ fn instance(dir: &Path, name: &str, url: &str) -> PathBuf {
 
 fn cache_root(data: &Path) -> PathBuf {
     data.join("var/lib/mediagraph/cache")
+}
+
+/// The cache directory of instance `name`'s sink1: `graph::cache_dir_name` joins topology,
+/// instance and sink.
+fn sink_cache(data: &Path, name: &str) -> PathBuf {
+    cache_root(data).join(format!("RecordTest.{name}.sink1"))
 }
 
 /// `-P` options naming the segment files `first..=last` of a cache directory, which do not
@@ -186,7 +192,7 @@ fn a_slow_cache_disk_costs_the_other_camera_no_frame_and_sigterm_still_stops() {
     let fast = instance(tmp.path(), "fast", &format!("rtsp://127.0.0.1:{port}/cam1"));
     let slow = instance(tmp.path(), "slow", &format!("rtsp://127.0.0.1:{port}/cam2"));
     let data = tmp.path().join("data");
-    let slow_dir = cache_root(&data).join("slow-sink1");
+    let slow_dir = sink_cache(&data, "slow");
     // Every sync of the slow sink's files takes 1 s: about 2 s per fragment of 1 s.
     let mut args = segment_paths(&slow_dir, 1..=20, &["open", "journal"]);
     for log in ["uploaded.log", "gaps.log"] {
@@ -217,7 +223,7 @@ fn a_slow_cache_disk_costs_the_other_camera_no_frame_and_sigterm_still_stops() {
     let log = rec.proc.log();
     assert!(took.is_some(), "no exit within 30 s of SIGTERM:\n{log}");
 
-    let fast_dir = cache_root(&data).join("fast-sink1");
+    let fast_dir = sink_cache(&data, "fast");
     let segs = sealed(&fast_dir);
     assert!(
         segs.iter().all(|s| s.run == segs[0].run),
@@ -257,7 +263,7 @@ fn a_sink_that_cannot_start_is_reported_at_once_and_retried_while_others_record(
     let bad = instance(tmp.path(), "bad", &format!("rtsp://127.0.0.1:{port}/cam2"));
     let data = tmp.path().join("data");
     // A file where the bad sink's cache directory goes: the cache cannot be opened.
-    let blocked = cache_root(&data).join("bad-sink1");
+    let blocked = sink_cache(&data, "bad");
     std::fs::create_dir_all(cache_root(&data)).unwrap();
     std::fs::write(&blocked, b"in the way").unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagraph"));
@@ -308,7 +314,7 @@ fn a_sink_that_cannot_start_is_reported_at_once_and_retried_while_others_record(
     });
     let (code, log) = rec.stop();
     assert_eq!(code, Some(0), "{log}");
-    assert!(!sealed(&cache_root(&data).join("good-sink1")).is_empty());
+    assert!(!sealed(&sink_cache(&data, "good")).is_empty());
     assert!(!sealed(&blocked).is_empty(), "{log}");
 }
 
