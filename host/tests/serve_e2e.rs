@@ -449,21 +449,26 @@ async fn one_instance_changing_state_does_not_disturb_the_others() {
     })
     .await;
     let before = api.status().await;
+    let since = Instant::now();
     let cam2 = json!({"@apiVersion": "2.0", "name": "cam-2"});
     assert_eq!(
         api.call("GraphInstanceDeactivate", cam2.clone()).await.0,
         200
     );
     assert_eq!(api.call("GraphInstanceActivate", cam2).await.0, 200);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let after = api.status().await;
+    // The recorder counts frames as GOP batches reach it, so each snapshot may lag the camera
+    // by up to one 2 s fragment: 25 fps over the time between them, less 100 frames.
+    let expected = (25.0 * since.elapsed().as_secs_f64()) as u64 - 100;
     for i in [0, 2] {
         let (b, a) = (sink(&before, i), sink(&after, i));
         assert_eq!(a["camera"]["sessions"], 1, "cam-{} reconnected: {a}", i + 1);
         assert_eq!(a["droppedFrames"], 0, "cam-{}: {a}", i + 1);
+        let grew = a["frames"].as_u64().unwrap() - b["frames"].as_u64().unwrap();
         assert!(
-            a["frames"].as_u64().unwrap() > b["frames"].as_u64().unwrap() + 50,
-            "cam-{} stalled: {b} → {a}",
+            grew >= expected,
+            "cam-{} recorded {grew} frames, {expected} expected: {b} → {a}",
             i + 1
         );
     }
