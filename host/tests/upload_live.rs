@@ -63,12 +63,12 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Ids in the cache's uploaded.log.
+/// Ids in the cache's uploaded.log, whose lines are `<id> <run>`.
 fn uploaded_ids(dir: &Path) -> Vec<u64> {
     std::fs::read_to_string(dir.join("uploaded.log"))
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| l.trim().parse().ok())
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
         .collect()
 }
 
@@ -373,11 +373,16 @@ fn backlog_left_at_sigterm_is_uploaded_on_the_next_start() {
 
     // The store is back; the next start uploads the backlog first, oldest first, once each.
     std::fs::remove_file(&store).unwrap();
-    let rec = recorder_with(&topology, &data, &[], &args);
-    wait_until("the backlog uploaded", Duration::from_secs(150), || {
-        let ids = uploaded_ids(&cache);
-        left.iter().all(|s| ids.contains(&s.id))
-    });
+    let mut rec = recorder_with(&topology, &data, &[], &args);
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while !left.iter().all(|s| uploaded_ids(&cache).contains(&s.id)) {
+        assert!(
+            rec.is_running() && Instant::now() < deadline,
+            "the backlog was not uploaded:\n{}",
+            rec.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (code, log) = rec.stop();
     assert_eq!(code, Some(0), "{log}");
     let order = uploads(&log);
