@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use mediagraph::events::EventBus;
+use mediagraph::events::{Body, EventBus};
 use mediagraph::plugin::types::{
     Budget, CacheEntry, Codec, Decision, FrameInfo, MediaKind, Piece, Sample, SegmenterConfig,
     Track,
 };
-use mediagraph::plugin::{PLUGIN_FAULT_EVENT, PluginError, PluginHost, PluginKind, Segmenter};
+use mediagraph::plugin::{PluginError, PluginHost, PluginKind, Segmenter};
 use mediagraph::time::{TICKS_PER_SECOND as SECOND, Ticks90k};
 use mediagraph::topology::PluginLookup;
 
@@ -35,7 +35,7 @@ fn no_faults(events: &EventBus) {
     let faults: Vec<_> = events
         .recent()
         .into_iter()
-        .filter(|e| e.event_type == PLUGIN_FAULT_EVENT)
+        .filter(|e| matches!(e.body, Body::PluginFault(_)))
         .collect();
     assert!(faults.is_empty(), "unexpected plugin faults: {faults:?}");
 }
@@ -745,7 +745,7 @@ fn format_cmaf_refuses_bad_input_with_a_reason() {
         events
             .recent()
             .iter()
-            .any(|e| e.event_type == PLUGIN_FAULT_EVENT)
+            .any(|e| matches!(e.body, Body::PluginFault(_)))
     );
 }
 

@@ -6,12 +6,13 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mediagraph::events::{Event, EventBus};
+use mediagraph::events::catalog::PluginFault;
+use mediagraph::events::{Body, EventBus};
 use mediagraph::plugin::types::{
     Budget, CacheEntry, Codec, Decision, FrameInfo, MediaKind, Piece, Sample, SegmenterConfig,
     Track,
 };
-use mediagraph::plugin::{PLUGIN_FAULT_EVENT, PluginError, PluginHost};
+use mediagraph::plugin::{PluginError, PluginHost};
 use mediagraph::time::{TICKS_PER_SECOND as SECOND, Ticks90k};
 
 mod hostile_support;
@@ -28,11 +29,15 @@ fn host() -> (PluginHost, EventBus) {
     (host, events)
 }
 
-fn faults(events: &EventBus, subject: &str) -> Vec<Event> {
+fn faults(events: &EventBus, subject: &str) -> Vec<PluginFault> {
     events
         .recent()
         .into_iter()
-        .filter(|e| e.event_type == PLUGIN_FAULT_EVENT && e.subject == subject)
+        .filter(|e| e.subject == subject)
+        .filter_map(|e| match e.body {
+            Body::PluginFault(fault) => Some(fault),
+            _ => None,
+        })
         .collect()
 }
 
@@ -140,8 +145,8 @@ fn run_hostile_segmenter(mode: u64) -> (Vec<i64>, Vec<String>) {
     let codes = faults(&events, "/t/hostile")
         .into_iter()
         .map(|e| {
-            assert_eq!(e.body["plugin"], "seg_hostile");
-            e.body["fault"].as_str().unwrap().to_string()
+            assert_eq!(e.plugin, "seg_hostile");
+            e.fault.to_string()
         })
         .collect();
     (segments, codes)
@@ -202,7 +207,7 @@ fn blocking_is_refused() {
     assert!(t.elapsed() < CONTAINED_WITHIN);
     let f = faults(&events, "/t/sleepy");
     assert_eq!(f.len(), 1, "{f:?}");
-    let detail = f[0].body["detail"].as_str().unwrap();
+    let detail = f[0].detail.as_str();
     assert!(detail.contains("may not block"), "{detail}");
 }
 
@@ -242,7 +247,7 @@ fn bad_evictor_answers_are_replaced_by_oldest_first() {
         // the wall clock stepped back).
         assert_eq!(ids, vec![10, 11], "mode {mode}");
         let f = faults(&events, "/t/evict");
-        assert_eq!(f.last().unwrap().body["fault"], fault, "mode {mode}: {f:?}");
+        assert_eq!(f.last().unwrap().fault, fault, "mode {mode}: {f:?}");
         assert_eq!(f.len() as u64, mode, "one fault per bad call");
     }
     // The replaced instance answers again (mode 0: everything, which is what must go when
@@ -269,8 +274,8 @@ fn an_evictor_that_frees_far_more_than_needed_is_a_fault() {
     assert_eq!(e.choose(&entries(), budget), vec![10], "the oldest id only");
     let f = faults(&events, "/t/greedy");
     assert_eq!(f.len(), 1, "{f:?}");
-    assert_eq!(f[0].body["fault"], "invalidAnswer");
-    let detail = f[0].body["detail"].as_str().unwrap();
+    assert_eq!(f[0].fault, "invalidAnswer");
+    let detail = f[0].detail.as_str();
     assert!(
         detail.contains("frees 500 bytes where 100 must be freed"),
         "{detail}"
@@ -338,7 +343,7 @@ fn a_faulty_formatter_is_replaced_by_format_cmaf_at_the_next_segment() {
         );
         let codes: Vec<_> = faults(&events, &subject)
             .iter()
-            .map(|e| e.body["fault"].as_str().unwrap().to_string())
+            .map(|e| e.fault.to_string())
             .collect();
         // The first failure, the failed retry, and the switch to the default.
         assert!(

@@ -74,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         let target = SinkTarget {
             subject: format!("/graphInstances/bench/sinks/cam{cam}"),
             asset: format!("bench-cam{cam}"),
+            output_type: mediagraph::topology::OutputType::AssetName,
             segment_length: Duration::from_secs(segment_secs as u64),
         };
         let policy = UploaderPolicy {

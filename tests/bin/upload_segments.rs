@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let target = SinkTarget {
         subject: "/test".into(),
         asset: asset.clone(),
+        output_type: mediagraph::topology::OutputType::AssetName,
         segment_length: Duration::from_secs(30),
     };
     let policy = UploaderPolicy {

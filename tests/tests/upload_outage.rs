@@ -94,6 +94,7 @@ async fn outage_evicts_oldest_and_restore_uploads_oldest_first_leaving_one_gap()
     let target = SinkTarget {
         subject: "/graphInstances/outage/sinks/assetSink".into(),
         asset: ASSET.into(),
+        output_type: mediagraph::topology::OutputType::AssetName,
         segment_length: Duration::from_secs(SEGMENT_SECS as u64),
     };
     let policy = UploaderPolicy {
@@ -213,7 +214,11 @@ async fn outage_evicts_oldest_and_restore_uploads_oldest_first_leaving_one_gap()
         );
     }
 
-    let kinds: Vec<String> = events.recent().into_iter().map(|e| e.event_type).collect();
+    let kinds: Vec<String> = events
+        .recent()
+        .into_iter()
+        .map(|e| e.event_type().to_owned())
+        .collect();
     // RecordingStarted/Stopped belong to the recorder, which this test does not run.
     for kind in [
         "Microsoft.Media.Graph.Operational.RecordingAvailable",

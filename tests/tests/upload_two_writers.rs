@@ -46,6 +46,7 @@ fn target() -> SinkTarget {
     SinkTarget {
         subject: "/graphInstances/g/sinks/assetSink".into(),
         asset: "shared-asset".into(),
+        output_type: mediagraph::topology::OutputType::AssetName,
         segment_length: Duration::from_secs(30),
     }
 }
@@ -90,12 +91,15 @@ async fn the_second_writer_fails_loudly_and_keeps_its_segment() {
     let errors: Vec<_> = events
         .recent()
         .into_iter()
-        .filter(|e| e.event_type.ends_with("StorageError"))
+        .filter_map(|e| match e.body {
+            mediagraph::events::Body::StorageError(e) => Some(e),
+            _ => None,
+        })
         .collect();
     assert!(!errors.is_empty());
     for e in &errors {
-        assert_eq!(e.body["errorCode"], "ConditionNotMet", "{:?}", e.body);
-        let message = e.body["errorMessage"].as_str().unwrap();
+        assert_eq!(e.error_code, "ConditionNotMet", "{e:?}");
+        let message = &e.error_message;
         assert!(
             message.contains(&name) && message.contains("content"),
             "{message}"

@@ -16,12 +16,11 @@ use std::time::Duration;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cache::{Cache, CacheError, Recovery, sanitize_dir_name};
-use crate::events::{Event, EventBus};
+use crate::events::{Event, EventBus, catalog};
 use crate::plugin::types::SegmenterConfig;
 use crate::plugin::{PluginError, PluginHost};
 use crate::record::{Plugins, Recorder, RecorderStats};
@@ -208,8 +207,6 @@ type Cameras = Arc<Mutex<Vec<Camera>>>;
 const START_RETRY_FIRST: Duration = Duration::from_secs(5);
 const START_RETRY_MAX: Duration = Duration::from_secs(60);
 
-pub const SINK_START_FAILED: &str = "Mediagraph.Diagnostics.SinkStartFailed";
-
 /// Records until `shutdown` turns true, then seals every open segment and returns. Each sink
 /// starts on its own: one that cannot start is reported at once and retried while the others
 /// record.
@@ -305,13 +302,12 @@ async fn run_sink(
             Err(e) => {
                 tracing::error!(sink = %sink_subject, error = %e, retry_secs = retry.as_secs(), "the sink cannot start; the others record, and it is retried");
                 events.emit(Event::new(
-                    SINK_START_FAILED,
                     sink_subject.clone(),
-                    json!({
-                        "errorCode": e.code(),
-                        "errorMessage": e.to_string(),
-                        "retryInSeconds": retry.as_secs(),
-                    }),
+                    catalog::SinkStartFailed {
+                        error_code: e.code(),
+                        error_message: e.to_string(),
+                        retry_in_seconds: retry.as_secs(),
+                    },
                 ));
                 tokio::select! {
                     _ = tokio::time::sleep(retry) => {}
@@ -341,7 +337,10 @@ async fn run_sink(
         recorder_plugins,
         events.clone(),
         sink_subject,
-        sink.asset_name.as_str().to_owned(),
+        catalog::RecordingOutput {
+            output_type: sink.output_type,
+            output_location: sink.asset_name.as_str().to_owned(),
+        },
         recovery.crashed,
     );
     cameras.lock_unpoisoned().push(Camera {

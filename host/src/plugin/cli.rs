@@ -10,7 +10,7 @@ use super::types::{
     Budget, CacheEntry, Codec, Decision, FrameInfo, MediaKind, Piece, Sample, SegmenterConfig,
     Track,
 };
-use super::{PLUGIN_FAULT_EVENT, PluginError, PluginHost, PluginKind, registry};
+use super::{PluginError, PluginHost, PluginKind, registry};
 use crate::events::EventBus;
 use crate::time::Ticks90k;
 
@@ -240,12 +240,10 @@ fn check(file: &Path, out: &mut dyn Write) -> Result<(), PluginError> {
             }
         }
     }
-    for e in events
-        .recent()
-        .iter()
-        .filter(|e| e.event_type == PLUGIN_FAULT_EVENT)
-    {
-        failures.push(e.body["detail"].as_str().unwrap_or_default().to_string());
+    for e in events.recent() {
+        if let crate::events::Body::PluginFault(fault) = e.body {
+            failures.push(fault.detail);
+        }
     }
     failures.dedup();
     if failures.is_empty() {

@@ -22,21 +22,16 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::json;
-
 pub use evictor::Evictor;
 pub use formatter::Formatter;
 pub use registry::{PluginInfo, PluginSource, Rejected, WIT_PACKAGE, WIT_VERSION};
 pub use segmenter::Segmenter;
 pub use types::SegmenterConfig;
 
-use crate::events::{Event, EventBus};
+use crate::events::{Event, EventBus, catalog};
 pub use crate::topology::PluginKind;
 use crate::topology::PluginLookup;
 use runtime::{ArtifactCache, Compiled, Runtime};
-
-/// The event a contained plugin fault emits.
-pub const PLUGIN_FAULT_EVENT: &str = "Mediagraph.Diagnostics.PluginFault";
 
 /// How a plugin misbehaved in one call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -315,15 +310,14 @@ impl Reporter {
     fn fault(&self, plugin: &PluginInfo, fault: &Fault, action: &str) {
         tracing::warn!(subject = %self.subject, "plugin {} {fault}; {action}", plugin.name);
         self.events.emit(Event::new(
-            PLUGIN_FAULT_EVENT,
             self.subject.clone(),
-            json!({
-                "plugin": plugin.name,
-                "kind": plugin.kind.to_string(),
-                "fault": fault.code(),
-                "detail": fault.to_string(),
-                "action": action,
-            }),
+            catalog::PluginFault {
+                plugin: plugin.name.clone(),
+                kind: plugin.kind.to_string(),
+                fault: fault.code(),
+                detail: fault.to_string(),
+                action: action.to_owned(),
+            },
         ));
     }
 }

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use serde_json::json;
 
 use crate::cache::{Cache, CacheError, Gap, GapCause, RunId, SegmentId, SegmentMeta};
+use crate::events::catalog::{self, RecordingOutput};
 use crate::events::{Event, EventBus};
 use crate::plugin::types::{
     Budget, CacheEntry, Codec, Decision, FrameInfo, MediaKind, Piece, Sample, Track,
@@ -42,9 +42,6 @@ const MAX_FRAGMENT_BYTES: usize = 8 << 20;
 /// the disk was found full: the file system has room again (an eviction ring on a disk that
 /// stays full never gets there).
 const DISK_ROOM_AGAIN_BYTES: u64 = 1 << 20;
-
-pub const CACHE_DISK_FULL: &str = "Mediagraph.Diagnostics.CacheDiskFull";
-pub const CACHE_DISK_ERROR: &str = "Mediagraph.Diagnostics.CacheDiskError";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -80,7 +77,8 @@ pub struct Recorder {
     events: EventBus,
     /// Event subject of the sink, e.g. `/graphInstances/g1/sinks/assetSink`.
     subject: String,
-    asset: String,
+    /// Where the media goes, as the recording events name it.
+    output: RecordingOutput,
     stats: Arc<RecorderStats>,
     /// Cause of the gap between the newest recorded media and the next run.
     gap_cause: GapCause,
@@ -134,7 +132,7 @@ impl Recorder {
         plugins: Plugins,
         events: EventBus,
         subject: String,
-        asset: String,
+        output: RecordingOutput,
         crashed: bool,
     ) -> Self {
         Self {
@@ -142,7 +140,7 @@ impl Recorder {
             plugins,
             events,
             subject,
-            asset,
+            output,
             stats: Arc::default(),
             gap_cause: if crashed {
                 GapCause::Crash
@@ -196,13 +194,12 @@ impl Recorder {
             return false;
         }
         self.events.emit(Event::new(
-            CACHE_DISK_ERROR,
             self.subject.clone(),
-            json!({
-                "errorCode": e.io_code(),
-                "errorMessage": e.to_string(),
-                "action": "what was written is kept; recording resumes at a keyframe once the cache can be written again"
-            }),
+            catalog::CacheDiskError {
+                error_code: e.io_code(),
+                error_message: e.to_string(),
+                action: "what was written is kept; recording resumes at a keyframe once the cache can be written again",
+            },
         ));
         true
     }
@@ -285,7 +282,10 @@ impl Recorder {
     pub fn finish(&mut self) -> Result<(), RecordError> {
         let result = self.end_run();
         if self.recording_started {
-            self.emit_operational("RecordingStopped");
+            self.events.emit(Event::new(
+                self.subject.clone(),
+                catalog::RecordingStopped(self.output.clone()),
+            ));
         }
         result
     }
@@ -561,15 +561,14 @@ impl Recorder {
         tracing::warn!(sink = %self.subject, error = %e, used, "cache file system full; evicting");
         if first {
             self.events.emit(Event::new(
-                CACHE_DISK_FULL,
                 self.subject.clone(),
-                json!({
-                    "errorCode": e.io_code(),
-                    "errorMessage": e.to_string(),
-                    "localMediaCacheUsedBytes": used,
-                    "localMediaCacheMaximumSizeBytes": self.cache.limit_bytes(),
-                    "action": "evicting the oldest media (evictor plugin); frames are dropped while nothing is left to evict"
-                }),
+                catalog::CacheDiskFull {
+                    error_code: e.io_code(),
+                    error_message: e.to_string(),
+                    local_media_cache_used_bytes: used,
+                    local_media_cache_maximum_size_bytes: self.cache.limit_bytes(),
+                    action: "evicting the oldest media (evictor plugin); frames are dropped while nothing is left to evict",
+                },
             ));
         }
     }
@@ -584,9 +583,12 @@ impl Recorder {
                 self.disk_drop = Some((start, end));
                 tracing::warn!(sink = %self.subject, "cache file system full and nothing left to evict; dropping frames until space returns");
                 self.events.emit(Event::new(
-                    "Microsoft.Media.Graph.Diagnostics.DataDropped",
                     self.subject.clone(),
-                    json!({"dataType": "video", "reason": "diskFull", "bytes": bytes}),
+                    catalog::DataDropped {
+                        data_type: "video",
+                        reason: "diskFull",
+                        bytes,
+                    },
                 ));
             }
         }
@@ -707,7 +709,10 @@ impl Recorder {
         self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
         if !self.recording_started {
             self.recording_started = true;
-            self.emit_operational("RecordingStarted");
+            self.events.emit(Event::new(
+                self.subject.clone(),
+                catalog::RecordingStarted(self.output.clone()),
+            ));
         }
         Ok(())
     }
@@ -718,17 +723,12 @@ impl Recorder {
             .fetch_add(samples.len() as u64, Ordering::Relaxed);
         tracing::warn!(sink = %self.subject, bytes, limit = self.cache.limit_bytes(), "fragment does not fit the cache budget; dropped");
         self.events.emit(Event::new(
-            "Microsoft.Media.Graph.Diagnostics.DataDropped",
             self.subject.clone(),
-            json!({"dataType": "video", "reason": "localMediaCacheMaximumSizeMiB", "bytes": bytes}),
-        ));
-    }
-
-    fn emit_operational(&self, kind: &str) {
-        self.events.emit(Event::new(
-            format!("Microsoft.Media.Graph.Operational.{kind}"),
-            self.subject.clone(),
-            json!({"outputType": "assetName", "outputLocation": self.asset}),
+            catalog::DataDropped {
+                data_type: "video",
+                reason: "localMediaCacheMaximumSizeMiB",
+                bytes,
+            },
         ));
     }
 }

@@ -29,7 +29,10 @@ fn recorder(cache: Arc<Cache>) -> (Recorder, EventBus) {
         plugins,
         events.clone(),
         subject.to_owned(),
-        "asset".to_owned(),
+        RecordingOutput {
+            output_type: crate::topology::OutputType::AssetName,
+            output_location: "asset".to_owned(),
+        },
         false,
     );
     (r, events)
@@ -107,10 +110,13 @@ fn a_fragment_larger_than_the_budget_is_dropped_and_recording_goes_on() {
     let dropped: Vec<_> = events
         .recent()
         .into_iter()
-        .filter(|e| e.event_type == "Microsoft.Media.Graph.Diagnostics.DataDropped")
+        .filter_map(|e| match e.body {
+            crate::events::Body::DataDropped(d) => Some(d),
+            _ => None,
+        })
         .collect();
     assert!(!dropped.is_empty());
-    assert_eq!(dropped[0].body["reason"], "localMediaCacheMaximumSizeMiB");
+    assert_eq!(dropped[0].reason, "localMediaCacheMaximumSizeMiB");
     assert!(cache.used_bytes() <= limit);
 
     run(&mut r, T0 + 10 * TICKS_PER_SECOND, 8, 1_000);

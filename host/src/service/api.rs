@@ -146,7 +146,7 @@ async fn events(
                 let envelope = observe::envelope(&e);
                 let id = envelope["id"].as_str().unwrap_or_default().to_owned();
                 sse::Event::default()
-                    .event(&e.event_type)
+                    .event(e.event_type())
                     .id(id)
                     .data(envelope.to_string())
             }

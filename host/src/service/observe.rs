@@ -14,11 +14,9 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
 use super::{InstanceState, Service};
-use crate::events::{Event, EventBus};
+use crate::events::{Body, Event, EventBus, catalog};
 use crate::sync::LockExt;
 use crate::time::Ticks90k;
-
-const DIAGNOSTICS: &str = "Microsoft.Media.Graph.Diagnostics.";
 
 /// A camera's connection as the events tell it, per source subject
 /// (`/graphInstances/{i}/sources/{node}`).
@@ -61,27 +59,26 @@ impl Health {
 }
 
 fn note(sources: &Mutex<HashMap<String, SourceHealth>>, e: &Event) {
-    if !e.subject.contains("/sources/") {
-        return;
-    }
-    let Some(kind) = e.event_type.strip_prefix(DIAGNOSTICS) else {
-        return;
+    // A format finding about one track does not end the session; the other errors do.
+    let (message, ends_session) = match &e.body {
+        Body::MediaSessionEstablished(_) => {
+            let mut map = sources.lock_unpoisoned();
+            let h = map.entry(e.subject.clone()).or_default();
+            h.connected = true;
+            h.sessions += 1;
+            return;
+        }
+        Body::AuthenticationError(catalog::AuthenticationError(r))
+        | Body::ProtocolError(catalog::ProtocolError(r)) => (&r.error_message, true),
+        Body::NetworkError(n) => (&n.error_message, true),
+        Body::MediaFormatError(f) => (&f.error_message, false),
+        _ => return,
     };
+    let kind = e.event_type().rsplit('.').next().unwrap_or_default();
     let mut map = sources.lock_unpoisoned();
     let h = map.entry(e.subject.clone()).or_default();
-    if kind == "MediaSessionEstablished" {
-        h.connected = true;
-        h.sessions += 1;
-        return;
-    }
-    let message = e
-        .body
-        .get("errorMessage")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
     h.last_error = Some(format!("{kind}: {message}"));
-    // A format finding about one track does not end the session; the other errors do.
-    if kind != "MediaFormatError" {
+    if ends_session {
         h.connected = false;
     }
 }
@@ -332,7 +329,7 @@ pub(super) async fn metrics(service: &Service) -> String {
 pub(super) fn envelope(e: &Event) -> Value {
     json!({
         "id": guid(),
-        "eventType": e.event_type,
+        "eventType": e.event_type(),
         "subject": e.subject,
         "eventTime": e.event_time,
         "dataVersion": "1.0",
@@ -367,19 +364,17 @@ mod tests {
         let s = "/graphInstances/i/sources/cam";
         note(
             &map,
-            &Event::new(
-                format!("{DIAGNOSTICS}MediaSessionEstablished"),
-                s,
-                json!({}),
-            ),
+            &Event::new(s, catalog::MediaSessionEstablished { sdp: String::new() }),
         );
         assert!(map.lock().unwrap()[s].connected);
         note(
             &map,
             &Event::new(
-                format!("{DIAGNOSTICS}NetworkError"),
                 s,
-                json!({"errorMessage": "connection refused"}),
+                catalog::NetworkError {
+                    error_code: "ConnectionFailed",
+                    error_message: "connection refused".into(),
+                },
             ),
         );
         let h = map.lock().unwrap()[s].clone();

@@ -16,14 +16,10 @@ use tokio::sync::watch;
 use super::methods::{MethodResponse, instance_document};
 use super::store::Desired;
 use super::{InstanceState, Service, Slot};
-use crate::events::Event;
+use crate::events::{Event, catalog};
 use crate::graph::{self, StopSummary};
 use crate::sync::LockExt;
 use crate::topology;
-
-const OPERATIONAL: &str = "Microsoft.Media.Graph.Operational";
-/// LVA names this module-level event `Microsoft.Media.Edge.Diagnostics.RuntimeError`.
-const RUNTIME_ERROR: &str = "Microsoft.Media.Edge.Diagnostics.RuntimeError";
 
 /// Who asked for an activation: a failed start at resume keeps the stored desired state (only
 /// Deactivate makes an instance inactive), one asked for by the API reverts it.
@@ -144,9 +140,10 @@ async fn finish_activation(
                 }
             }
             inner.events.emit(Event::new(
-                format!("{OPERATIONAL}.GraphInstanceStarted"),
                 subject(name),
-                json!({ "topologyName": graph.topology_name }),
+                catalog::GraphInstanceStarted {
+                    topology_name: graph.topology_name.clone(),
+                },
             ));
             MethodResponse::ok(200, Value::Null)
         }
@@ -154,9 +151,11 @@ async fn finish_activation(
             let message = e.to_string();
             tracing::error!(instance = %name, error = %message, "activation failed");
             inner.events.emit(Event::new(
-                RUNTIME_ERROR,
                 subject(name),
-                json!({ "code": "ActivationFailed", "errorMessage": message }),
+                catalog::RuntimeError {
+                    code: "ActivationFailed",
+                    error_message: message.clone(),
+                },
             ));
             if caller == Caller::Api {
                 let mut state = inner.state.lock().await;
@@ -258,9 +257,11 @@ pub(super) async fn deactivate(service: &Service, name: &str, timeout: Duration)
 fn stopped(service: &Service, name: &str, summary: &StopSummary) {
     let inner = &service.inner;
     inner.events.emit(Event::new(
-        format!("{OPERATIONAL}.GraphInstanceStopped"),
         subject(name),
-        json!({ "uploadFlushed": summary.drained, "cachedSegmentsLeft": summary.left_segments }),
+        catalog::GraphInstanceStopped {
+            upload_flushed: summary.drained,
+            cached_segments_left: summary.left_segments,
+        },
     ));
     let mut slots = inner.slots.lock_unpoisoned();
     if let Some(slot) = slots.get_mut(name) {

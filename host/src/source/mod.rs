@@ -29,20 +29,18 @@ use retina::client::{
     TcpTransportOptions, TeardownPolicy, Transport,
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
-use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use url::Url;
 
-use crate::events::{Event, EventBus};
+use crate::events::catalog::{self, RtspError};
+use crate::events::{Body, Event, EventBus};
 use crate::retry::Backoff;
 use crate::time::{TICKS_PER_SECOND, Ticks90k};
 use batching::ReadBatching;
 use clock::WallClockMap;
 use handoff::Handoff;
 use reorder::Timeline;
-
-const DIAGNOSTICS: &str = "Microsoft.Media.Graph.Diagnostics";
 
 /// The port of an `rtsp://` URL that names none.
 const RTSP_PORT: u16 = 554;
@@ -228,38 +226,37 @@ impl SourceError {
     }
 
     /// The LVA diagnostic this failure is reported as.
-    fn diagnostic(&self) -> (&'static str, serde_json::Value) {
+    fn diagnostic(&self) -> Body {
         match self {
             Self::Status {
                 status: status @ (401 | 403),
                 message,
                 ..
-            } => (
-                "AuthenticationError",
-                json!({"protocol": "rtsp", "errorCode": status.to_string(), "errorMessage": message}),
-            ),
+            } => catalog::AuthenticationError(RtspError::new(status.to_string(), message)).into(),
             Self::Status {
                 status, message, ..
-            } => (
-                "ProtocolError",
-                json!({"protocol": "rtsp", "errorCode": status.to_string(), "errorMessage": message}),
-            ),
-            Self::Network(m) => (
-                "NetworkError",
-                json!({"errorCode": "ConnectionFailed", "errorMessage": m}),
-            ),
-            Self::Timeout(..) => (
-                "NetworkError",
-                json!({"errorCode": "Timeout", "errorMessage": self.to_string()}),
-            ),
-            Self::Protocol(m) => (
-                "ProtocolError",
-                json!({"protocol": "rtsp", "errorCode": "InvalidResponse", "errorMessage": m}),
-            ),
-            Self::NoVideo(_) => (
-                "MediaFormatError",
-                json!({"code": "UnsupportedCodec", "errorMessage": self.to_string()}),
-            ),
+            } => catalog::ProtocolError(RtspError::new(status.to_string(), message)).into(),
+            Self::Network(m) => catalog::NetworkError {
+                error_code: "ConnectionFailed",
+                error_message: m.clone(),
+            }
+            .into(),
+            Self::Timeout(..) => catalog::NetworkError {
+                error_code: "Timeout",
+                error_message: self.to_string(),
+            }
+            .into(),
+            Self::Protocol(m) => {
+                catalog::ProtocolError(RtspError::new("InvalidResponse", m.clone())).into()
+            }
+            Self::NoVideo(_) => catalog::MediaFormatError {
+                code: "UnsupportedCodec",
+                media_type: None,
+                track: None,
+                encoding: None,
+                error_message: self.to_string(),
+            }
+            .into(),
         }
     }
 }
@@ -300,12 +297,7 @@ pub async fn run(
             }
             Ok(None) => break, // receiver gone
             Err((e, ran)) => {
-                let (kind, body) = e.diagnostic();
-                events.emit(Event::new(
-                    format!("{DIAGNOSTICS}.{kind}"),
-                    cfg.subject.clone(),
-                    body,
-                ));
+                events.emit(Event::new(cfg.subject.clone(), e.diagnostic()));
                 tracing::warn!(subject = %cfg.subject, error = %e, "session failed");
                 if ran {
                     let reason = RunEndReason::Disconnected(e.to_string());
@@ -386,16 +378,16 @@ async fn session(
         media_format_error(
             events,
             cfg,
-            json!({
-                "code": "UnsupportedCodec",
-                "mediaType": s.media(),
-                "track": i,
-                "encoding": s.encoding_name().to_ascii_uppercase(),
-                "errorMessage": format!(
+            catalog::MediaFormatError {
+                code: "UnsupportedCodec",
+                media_type: Some(s.media().to_owned()),
+                track: Some(i),
+                encoding: Some(s.encoding_name().to_ascii_uppercase()),
+                error_message: format!(
                     "{} is not recorded: unsupported codec; the other tracks are recorded (supported: {SUPPORTED})",
                     describe_track(i, s)
                 ),
-            }),
+            },
         );
     }
     for c in &chosen {
@@ -415,9 +407,10 @@ async fn session(
         .demuxed()
         .map_err(|e| (SourceError::from_retina("PLAY", e), false))?;
     events.emit(Event::new(
-        format!("{DIAGNOSTICS}.MediaSessionEstablished"),
         cfg.subject.clone(),
-        json!({ "sdp": format!("SDP:\n{sdp}") }),
+        catalog::MediaSessionEstablished {
+            sdp: format!("SDP:\n{sdp}"),
+        },
     ));
     tracing::info!(subject = %cfg.subject, url = %redacted(&cfg.url), "session playing");
 
@@ -500,14 +493,13 @@ async fn session(
                     media_format_error(
                         events,
                         cfg,
-                        json!({
-                            "code": "NoKeyframe",
-                            "mediaType": "video",
-                            "track": chosen[track].stream,
-                            "errorMessage": format!(
+                        catalog::MediaFormatError::video(
+                            "NoKeyframe",
+                            chosen[track].stream,
+                            format!(
                                 "no video keyframe in {secs} s of video: recording starts at the first keyframe, and until then nothing is recorded; check the camera's keyframe (I-frame) interval"
                             ),
-                        }),
+                        ),
                     );
                 }
                 continue;
@@ -535,14 +527,13 @@ async fn session(
                 media_format_error(
                     events,
                     cfg,
-                    json!({
-                        "code": "ReorderDepthTooLarge",
-                        "mediaType": "video",
-                        "track": chosen[video].stream,
-                        "errorMessage": format!(
+                    catalog::MediaFormatError::video(
+                        "ReorderDepthTooLarge",
+                        chosen[video].stream,
+                        format!(
                             "the camera's SPS declares a reorder depth of {depth} pictures; the codec allows at most {max}, so {max} is used (frames reordered further are retimed)"
                         ),
-                    }),
+                    ),
                 );
                 declared = Some(max);
             }
@@ -613,14 +604,13 @@ async fn session(
             media_format_error(
                 events,
                 cfg,
-                json!({
-                    "code": "InvalidTimestamps",
-                    "mediaType": "video",
-                    "track": chosen[state.timeline.video()].stream,
-                    "errorMessage": format!(
+                catalog::MediaFormatError::video(
+                    "InvalidTimestamps",
+                    chosen[state.timeline.video()].stream,
+                    format!(
                         "video pictures arrive reordered deeper than the stream's reorder depth ({depth}); such pictures are recorded with approximate timing or dropped"
                     ),
-                }),
+                ),
             );
         }
         for f in state.ready.drain(..) {
@@ -631,13 +621,9 @@ async fn session(
     }
 }
 
-/// LVA's `MediaFormatError` diagnostic about this source; `body` names the `code`.
-fn media_format_error(events: &EventBus, cfg: &SourceConfig, body: serde_json::Value) {
-    events.emit(Event::new(
-        format!("{DIAGNOSTICS}.MediaFormatError"),
-        cfg.subject.clone(),
-        body,
-    ));
+/// LVA's `MediaFormatError` diagnostic about this source.
+fn media_format_error(events: &EventBus, cfg: &SourceConfig, body: catalog::MediaFormatError) {
+    events.emit(Event::new(cfg.subject.clone(), body));
 }
 
 /// Notices a session that has gone quiet. One timer per session, re-armed only when it fires:
@@ -850,9 +836,12 @@ mod tests {
             status: 401,
             message: "Unauthorized".into(),
         };
-        let (kind, body) = e.diagnostic();
-        assert_eq!(kind, "AuthenticationError");
-        assert_eq!(body["errorCode"], "401");
+        let body = e.diagnostic();
+        assert_eq!(
+            body.event_type(),
+            "Microsoft.Media.Graph.Diagnostics.AuthenticationError"
+        );
+        assert_eq!(serde_json::to_value(&body).unwrap()["errorCode"], "401");
     }
 
     /// 4-byte length-prefixed NAL units with the given H.265 types (2-byte header + 1 byte).

@@ -12,21 +12,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{AssetStore, SegmentFacts, SegmentUpload, UploadError};
 use crate::cache::{Cache, SegmentMeta};
+use crate::events::catalog::{self, RecordingOutput};
 use crate::events::{Event, EventBus};
 use crate::retry::Backoff;
 use crate::sync::LockExt;
 use crate::time::Ticks90k;
-
-const OPERATIONAL: &str = "Microsoft.Media.Graph.Operational";
-const STORAGE_ERROR: &str = "Microsoft.Media.Graph.Diagnostics.StorageError";
-const CATCH_UP: &str = "Mediagraph.Diagnostics.UploadCatchUp";
-const CAUGHT_UP: &str = "Mediagraph.Diagnostics.UploadCaughtUp";
+use crate::topology::OutputType;
 
 /// The store and timing every uploader of a process uses.
 #[derive(Clone)]
@@ -51,6 +47,8 @@ pub struct SinkTarget {
     pub subject: String,
     /// Resolved asset name: the blob-name prefix.
     pub asset: String,
+    /// How the recording events name the asset (LVA's asset, AVA's video).
+    pub output_type: OutputType,
     pub segment_length: Duration,
 }
 
@@ -60,7 +58,16 @@ impl SinkTarget {
         Self {
             subject: format!("/graphInstances/{instance}/sinks/{}", sink.node),
             asset: sink.asset_name.as_str().to_owned(),
+            output_type: sink.output_type,
             segment_length: Duration::from_secs(sink.segment_length.as_secs()),
+        }
+    }
+
+    /// The sink's output as the recording events name it.
+    pub fn output(&self) -> RecordingOutput {
+        RecordingOutput {
+            output_type: self.output_type,
+            output_location: self.asset.clone(),
         }
     }
 }
@@ -112,12 +119,12 @@ impl Backlog {
             .map(|s| (now - s) as f64 / crate::time::TICKS_PER_SECOND as f64)
     }
 
-    fn to_json(&self) -> serde_json::Value {
-        json!({
-            "segments": self.segments,
-            "bytes": self.bytes,
-            "oldestAgeSeconds": self.oldest_age_secs(Ticks90k::now()),
-        })
+    fn catch_up(&self) -> catalog::UploadCatchUp {
+        catalog::UploadCatchUp {
+            segments: self.segments,
+            bytes: self.bytes,
+            oldest_age_seconds: self.oldest_age_secs(Ticks90k::now()),
+        }
     }
 }
 
@@ -278,11 +285,8 @@ impl Worker {
                     if catch_up.is_none() && pending.len() > 1 {
                         // A backlog (outage or restart): report it, then drain back to back.
                         let backlog = Backlog::of(&pending);
-                        self.events.emit(Event::new(
-                            CATCH_UP,
-                            &self.target.subject,
-                            backlog.to_json(),
-                        ));
+                        self.events
+                            .emit(Event::new(&self.target.subject, backlog.catch_up()));
                         catch_up = Some((attempt_started, bytes_before));
                     }
                     let after = self.pending();
@@ -293,9 +297,12 @@ impl Worker {
                         let secs = since.elapsed().as_secs_f64();
                         let bytes = status.uploaded_bytes - bytes_before;
                         self.events.emit(Event::new(
-                            CAUGHT_UP,
                             &self.target.subject,
-                            json!({ "bytes": bytes, "seconds": secs, "megabytesPerSecond": bytes as f64 / 1e6 / secs.max(1e-9) }),
+                            catalog::UploadCaughtUp {
+                                bytes,
+                                seconds: secs,
+                                megabytes_per_second: bytes as f64 / 1e6 / secs.max(1e-9),
+                            },
                         ));
                     }
                 }
@@ -396,7 +403,10 @@ impl Worker {
         }
         if !self.available {
             self.available = true;
-            self.emit_operational("RecordingAvailable");
+            self.events.emit(Event::new(
+                &self.target.subject,
+                catalog::RecordingAvailable(self.target.output()),
+            ));
         }
         Attempt::Uploaded
     }
@@ -405,13 +415,12 @@ impl Worker {
         tracing::warn!(target: "upload", subject = %self.target.subject, error = %e, "segment uploaded, but the cache could not note it durably; it may be uploaded again after a restart");
         if !std::mem::replace(&mut self.mark_failing, true) {
             self.events.emit(Event::new(
-                crate::record::CACHE_DISK_ERROR,
                 &self.target.subject,
-                json!({
-                    "errorCode": e.io_code(),
-                    "errorMessage": e.to_string(),
-                    "action": "uploaded segments are noted in memory; after a restart they may be uploaded again"
-                }),
+                catalog::CacheDiskError {
+                    error_code: e.io_code(),
+                    error_message: e.to_string(),
+                    action: "uploaded segments are noted in memory; after a restart they may be uploaded again",
+                },
             ));
         }
     }
@@ -444,23 +453,14 @@ impl Worker {
             status.last_error = Some(e.to_string());
         }
         self.events.emit(Event::new(
-            STORAGE_ERROR,
             &self.target.subject,
-            json!({
-                "storageAccountName": self.store.location(),
-                "errorCode": e.code(),
-                "errorMessage": e.to_string(),
-                "segmentStart": segment.map(|s| s.start.to_rfc3339_millis()),
-                "consecutiveFailures": failures,
-            }),
-        ));
-    }
-
-    fn emit_operational(&self, kind: &str) {
-        self.events.emit(Event::new(
-            format!("{OPERATIONAL}.{kind}"),
-            &self.target.subject,
-            json!({ "outputType": "assetName", "outputLocation": self.target.asset }),
+            catalog::StorageError {
+                storage_account_name: self.store.location(),
+                error_code: e.code(),
+                error_message: e.to_string(),
+                segment_start: segment.map(|s| s.start.to_rfc3339_millis()),
+                consecutive_failures: failures,
+            },
         ));
     }
 
@@ -488,6 +488,7 @@ mod tests {
     use crate::cache::Cache;
 
     use super::*;
+    use crate::events::Body;
     use crate::upload::local::LocalStore;
 
     /// A real cache in a temp dir that the tests record segments into.
@@ -527,6 +528,7 @@ mod tests {
         SinkTarget {
             subject: "/graphInstances/g/sinks/assetSink".into(),
             asset: "asset-1".into(),
+            output_type: OutputType::AssetName,
             segment_length,
         }
     }
@@ -561,7 +563,7 @@ mod tests {
         events
             .recent()
             .into_iter()
-            .map(|e| e.event_type.rsplit('.').next().unwrap().to_owned())
+            .map(|e| e.event_type().rsplit('.').next().unwrap().to_owned())
             .collect()
     }
 
@@ -631,28 +633,34 @@ mod tests {
             kinds.iter().filter(|k| *k == "RecordingAvailable").count(),
             1
         );
-        let catch_up = events
-            .recent()
-            .into_iter()
-            .find(|e| e.event_type.ends_with("UploadCatchUp"))
+        let bodies: Vec<Body> = events.recent().into_iter().map(|e| e.body).collect();
+        let catch_up = bodies
+            .iter()
+            .find_map(|b| match b {
+                Body::UploadCatchUp(c) => Some(c),
+                _ => None,
+            })
             .unwrap();
-        assert_eq!(catch_up.body["segments"], 4);
-        assert_eq!(catch_up.body["bytes"], 3600);
-        assert!(catch_up.body["oldestAgeSeconds"].as_f64().unwrap() > 0.0);
-        let error = events
-            .recent()
-            .into_iter()
-            .find(|e| e.event_type.ends_with("StorageError"))
+        assert_eq!((catch_up.segments, catch_up.bytes), (4, 3600));
+        assert!(catch_up.oldest_age_seconds.unwrap() > 0.0);
+        let error = bodies
+            .iter()
+            .find_map(|b| match b {
+                Body::StorageError(e) => Some(e),
+                _ => None,
+            })
             .unwrap();
-        assert_eq!(error.body["errorCode"], "LocalStoreIo");
-        let available = events
-            .recent()
-            .into_iter()
-            .find(|e| e.event_type.ends_with("RecordingAvailable"))
+        assert_eq!(error.error_code, "LocalStoreIo");
+        let available = bodies
+            .iter()
+            .find_map(|b| match b {
+                Body::RecordingAvailable(a) => Some(a),
+                _ => None,
+            })
             .unwrap();
         assert_eq!(
-            available.body,
-            json!({ "outputType": "assetName", "outputLocation": "asset-1" })
+            serde_json::to_value(available).unwrap(),
+            serde_json::json!({ "outputType": "assetName", "outputLocation": "asset-1" })
         );
     }
 

@@ -1,0 +1,176 @@
+//! Operational and diagnostic events, named as LVA names them
+//! (`Microsoft.Media.Graph.{Operational|Diagnostics}.{Type}`), plus mediagraph's own
+//! diagnostics under `Mediagraph.Diagnostics.*`.
+//!
+//! Owns the event envelope, the catalogue of event types ([`catalog`]: one struct per type,
+//! the only place event names and body fields are written) and the bus every room emits into.
+//! It must not decide policy: a room emits what happened; the bus logs it as one JSON line and
+//! keeps the most recent events for the management API.
+
+pub mod catalog;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::sync::LockExt;
+use crate::time::Ticks90k;
+pub use catalog::Body;
+
+/// How many recent events the bus keeps for the API.
+const RETAINED_EVENTS: usize = 1024;
+/// How far a live subscriber (the service's event stream) may fall behind before it misses
+/// events.
+const LIVE_EVENTS: usize = 256;
+
+/// One event: LVA's envelope without the message id (the event stream adds one per message).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// e.g. `/graphInstances/Sample-Graph-1/sinks/assetSink`.
+    pub subject: String,
+    /// RFC 3339 UTC with milliseconds.
+    pub event_time: String,
+    /// What happened; its type names the event.
+    pub body: Body,
+}
+
+impl Event {
+    pub fn new(subject: impl Into<String>, body: impl Into<Body>) -> Self {
+        Self {
+            subject: subject.into(),
+            event_time: Ticks90k::now().to_rfc3339_millis(),
+            body: body.into(),
+        }
+    }
+
+    /// e.g. `Microsoft.Media.Graph.Operational.RecordingStarted`.
+    pub fn event_type(&self) -> &'static str {
+        self.body.event_type()
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Event", 4)?;
+        s.serialize_field("eventType", self.event_type())?;
+        s.serialize_field("subject", &self.subject)?;
+        s.serialize_field("eventTime", &self.event_time)?;
+        s.serialize_field("body", &self.body)?;
+        s.end()
+    }
+}
+
+/// A cloneable handle: every clone emits into the same log, history and live subscribers.
+#[derive(Clone)]
+pub struct EventBus {
+    recent: Arc<Mutex<VecDeque<Event>>>,
+    live: broadcast::Sender<Event>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self {
+            recent: Arc::default(),
+            live: broadcast::channel(LIVE_EVENTS).0,
+        }
+    }
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every event emitted from now on (a subscriber that falls behind is told how many it
+    /// missed).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.live.subscribe()
+    }
+
+    /// Logs the event as one JSON line (tracing target `event`) and retains it.
+    pub fn emit(&self, event: Event) {
+        let line = serde_json::to_string(&event).unwrap_or_default();
+        tracing::info!(target: "event", "{line}");
+        // No subscriber is not an error: the stream is only open while someone watches.
+        let _ = self.live.send(event.clone());
+        let mut recent = self.recent.lock_unpoisoned();
+        if recent.len() == RETAINED_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back(event);
+    }
+
+    /// The retained events, oldest first.
+    pub fn recent(&self) -> Vec<Event> {
+        let recent = self.recent.lock_unpoisoned();
+        recent.iter().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_retains_the_most_recent_events_in_order() {
+        let bus = EventBus::new();
+        for i in 0..(RETAINED_EVENTS + 3) {
+            let body = catalog::MediaSessionEstablished { sdp: String::new() };
+            bus.emit(Event::new(format!("/s/{i}"), body));
+        }
+        let recent = bus.recent();
+        assert_eq!(recent.len(), RETAINED_EVENTS);
+        assert_eq!(recent[0].subject, "/s/3");
+        assert_eq!(
+            recent.last().unwrap().subject,
+            format!("/s/{}", RETAINED_EVENTS + 2)
+        );
+    }
+
+    #[test]
+    fn an_event_serializes_as_lvas_envelope_with_its_catalogued_type() {
+        let output = catalog::RecordingOutput {
+            output_type: crate::topology::OutputType::AssetName,
+            output_location: "cam-1".into(),
+        };
+        let e = Event::new(
+            "/graphInstances/i/sinks/s",
+            catalog::RecordingStarted(output),
+        );
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            v["eventType"],
+            "Microsoft.Media.Graph.Operational.RecordingStarted"
+        );
+        assert_eq!(v["subject"], "/graphInstances/i/sinks/s");
+        assert_eq!(
+            v["body"],
+            serde_json::json!({"outputType": "assetName", "outputLocation": "cam-1"})
+        );
+        assert_eq!(v["eventTime"], e.event_time);
+        let dropped = Event::new(
+            "/s",
+            catalog::DataDropped {
+                data_type: "video",
+                reason: "diskFull",
+                bytes: 1,
+            },
+        );
+        assert_eq!(
+            dropped.event_type(),
+            "Microsoft.Media.Graph.Diagnostics.DataDropped"
+        );
+        let own = Event::new(
+            "/s",
+            catalog::SinkStartFailed {
+                error_code: "CacheUnavailable",
+                error_message: String::new(),
+                retry_in_seconds: 5,
+            },
+        );
+        assert_eq!(own.event_type(), "Mediagraph.Diagnostics.SinkStartFailed");
+    }
+}
