@@ -11,7 +11,7 @@ use mediagraph::plugin::types::{
     Track,
 };
 use mediagraph::plugin::{PluginError, PluginHost, PluginKind, Segmenter};
-use mediagraph::time::{TICKS_PER_SECOND as SECOND, Ticks90k};
+use mediagraph::time::{Duration90k, TICKS_PER_SECOND as SECOND, Ticks90k};
 use mediagraph::topology::PluginLookup;
 
 fn host() -> (PluginHost, EventBus) {
@@ -139,7 +139,7 @@ fn segmenter_gop_caps_fragments_at_max_fragment_and_never_cuts_a_segment_on_audi
         let a = FrameInfo {
             track: 2,
             kind: MediaKind::Audio,
-            dts: v.dts + 1,
+            dts: v.dts + Duration90k(1),
             duration: 1920,
             keyframe: true,
             size: 200,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mediagraph::cache::Cache;
 use mediagraph::events::EventBus;
-use mediagraph::time::{TICKS_PER_SECOND, Ticks90k};
+use mediagraph::time::{Duration90k, Ticks90k};
 use mediagraph::upload::config::StoreArgs;
 use mediagraph::upload::uploader::{SinkTarget, Uploader, UploaderPolicy};
 use mediagraph_tests::azurite::Azurite;
@@ -37,16 +37,16 @@ async fn main() -> anyhow::Result<()> {
     let payload: Vec<u8> = (0..segment_bytes)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let base = Ticks90k::now() + -(backlog as i64 + 1) * segment_secs * TICKS_PER_SECOND;
+    let base = Ticks90k::now() - Duration90k::from_secs((backlog as i64 + 1) * segment_secs);
     let mut caches = Vec::new();
     for cam in 0..cameras {
         let (cache, _) = Cache::open(&work.path().join(format!("cam{cam}")), u64::MAX)?;
         let run = cache.new_run();
         for seq in 0..backlog {
-            let start = base + seq as i64 * segment_secs * TICKS_PER_SECOND;
+            let start = base + Duration90k::from_secs(seq as i64 * segment_secs);
             cache.begin_segment(run, seq, start, "avc1.640028", "mp4")?;
             for (i, second) in payload.chunks(BITRATE_BYTES_PER_SEC).enumerate() {
-                cache.append_fragment(&[second], start + (i as i64 + 1) * TICKS_PER_SECOND)?;
+                cache.append_fragment(&[second], start + Duration90k::from_secs(i as i64 + 1))?;
             }
             cache.seal()?;
         }
@@ -131,7 +131,7 @@ async fn record_live(cache: Arc<Cache>, run: u64, base: Ticks90k, backlog: u64, 
     let second = vec![7u8; BITRATE_BYTES_PER_SEC];
     let mut seq = backlog;
     loop {
-        let start = base + seq as i64 * segment_secs * TICKS_PER_SECOND;
+        let start = base + Duration90k::from_secs(seq as i64 * segment_secs);
         if cache
             .begin_segment(run, seq, start, "avc1.640028", "mp4")
             .is_err()
@@ -142,7 +142,7 @@ async fn record_live(cache: Arc<Cache>, run: u64, base: Ticks90k, backlog: u64, 
             tokio::time::sleep(Duration::from_secs(1)).await;
             let c = cache.clone();
             let part = second.clone();
-            let end = start + (i + 1) * TICKS_PER_SECOND;
+            let end = start + Duration90k::from_secs(i + 1);
             let _ = tokio::task::spawn_blocking(move || c.append_fragment(&[&part], end)).await;
         }
         let _ = cache.seal();

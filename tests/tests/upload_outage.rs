@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mediagraph::cache::{Cache, GapCause, SegmentMeta};
 use mediagraph::events::EventBus;
-use mediagraph::time::{TICKS_PER_SECOND, Ticks90k};
+use mediagraph::time::{Duration90k, Ticks90k};
 use mediagraph::upload::config::StoreArgs;
 use mediagraph::upload::uploader::{SinkTarget, Uploader, UploaderPolicy};
 use mediagraph_tests::azurite::Azurite;
@@ -46,12 +46,12 @@ fn record(cache: &Cache, base: Ticks90k, seq: u64, clip: &[u8]) -> SegmentMeta {
     let evicted = cache
         .reserve(clip.len() as u64, &mut |entries, _| vec![entries[0].id])
         .expect("room");
-    let start = base + seq as i64 * SEGMENT_SECS * TICKS_PER_SECOND;
+    let start = base + Duration90k::from_secs(seq as i64 * SEGMENT_SECS);
     cache
         .begin_segment(1, seq, start, "avc1.64000c", "mp4")
         .unwrap();
     cache
-        .append_fragment(&[clip], start + SEGMENT_SECS * TICKS_PER_SECOND)
+        .append_fragment(&[clip], start + Duration90k::from_secs(SEGMENT_SECS))
         .unwrap();
     let meta = cache.seal().unwrap().expect("sealed");
     assert!(
@@ -106,7 +106,7 @@ async fn outage_evicts_oldest_and_restore_uploads_oldest_first_leaving_one_gap()
     let events = EventBus::new();
     let uploader = Uploader::spawn(target, policy, store.clone(), cache.clone(), events.clone());
     // Media time an hour ago: the segments are already complete when recorded here.
-    let base = Ticks90k::now() + -3600 * TICKS_PER_SECOND;
+    let base = Ticks90k::now() - Duration90k::from_secs(3600);
 
     // Online: three segments go up.
     for seq in 0..3 {
@@ -180,14 +180,13 @@ async fn outage_evicts_oldest_and_restore_uploads_oldest_first_leaving_one_gap()
     let (gap_start, gap_end) = gaps[0];
     assert_eq!(
         gap_start,
-        base + 3 * SEGMENT_SECS * TICKS_PER_SECOND,
+        base + Duration90k::from_secs(3 * SEGMENT_SECS),
         "gap starts at the last segment uploaded before the outage"
     );
-    let evicted_ticks: i64 = evicted.iter().map(|g| g.end - g.start).sum();
-    let segment_ticks = SEGMENT_SECS * TICKS_PER_SECOND;
+    let evicted_span: Duration90k = evicted.iter().map(|g| g.end - g.start).sum();
     assert!(
-        ((gap_end - gap_start) - evicted_ticks).abs() <= segment_ticks,
-        "gap {} ticks vs evicted {evicted_ticks} ticks",
+        ((gap_end - gap_start) - evicted_span).abs() <= Duration90k::from_secs(SEGMENT_SECS),
+        "gap {:?} vs evicted {evicted_span:?}",
         gap_end - gap_start
     );
 

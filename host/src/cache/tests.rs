@@ -1,6 +1,7 @@
 use std::io::{Read, Write};
 
 use super::*;
+use crate::time::Duration90k;
 
 const T0: Ticks90k = Ticks90k(1_700_000_000 * 90_000);
 
@@ -18,7 +19,7 @@ fn write_segment(
     c.begin_segment(run, seq, start, "avc1.64001F", "mp4")
         .unwrap();
     for (i, f) in fragments.iter().enumerate() {
-        c.append_fragment(&[f], start + 90_000 * (i as i64 + 1))
+        c.append_fragment(&[f], start + Duration90k(90_000 * (i as i64 + 1)))
             .unwrap();
     }
     c.seal().unwrap().unwrap()
@@ -50,7 +51,7 @@ fn sealed_segments_survive_a_restart_with_the_same_index() {
     assert_eq!(sealed.len(), 2);
     assert_eq!(
         (sealed[0].bytes, sealed[0].end, sealed[0].uploaded),
-        (6, T0 + 180_000, true)
+        (6, T0 + Duration90k(180_000), true)
     );
     assert_eq!(sealed[1], b);
     let mut data = Vec::new();
@@ -64,9 +65,10 @@ fn crash_keeps_complete_fragments_and_truncates_a_torn_one() {
     let tmp = tempfile::tempdir().unwrap();
     let (c, _) = open(tmp.path(), 1 << 20);
     c.begin_segment(7, 3, T0, "avc1.64001F", "mp4").unwrap();
-    c.append_fragment(&[b"init", b"frag1"], T0 + 90_000)
+    c.append_fragment(&[b"init", b"frag1"], T0 + Duration90k(90_000))
         .unwrap();
-    c.append_fragment(&[b"frag2"], T0 + 180_000).unwrap();
+    c.append_fragment(&[b"frag2"], T0 + Duration90k(180_000))
+        .unwrap();
     // The process dies while writing fragment 3: bytes on disk, no journal line yet; and a
     // torn journal line from an earlier half-written append.
     drop(c);
@@ -90,7 +92,7 @@ fn crash_keeps_complete_fragments_and_truncates_a_torn_one() {
     let s = c.sealed();
     assert_eq!(
         (s[0].run, s[0].sequence, s[0].start, s[0].end, s[0].bytes),
-        (7, 3, T0, T0 + 180_000, 14)
+        (7, 3, T0, T0 + Duration90k(180_000), 14)
     );
     assert_eq!(
         std::fs::read(tmp.path().join(&s[0].file_name)).unwrap(),
@@ -107,7 +109,7 @@ fn crash_keeps_complete_fragments_and_truncates_a_torn_one() {
     );
     // New segments never reuse the recovered id.
     assert_eq!(
-        c.begin_segment(8, 0, T0 + 180_000, "avc1.64001F", "mp4")
+        c.begin_segment(8, 0, T0 + Duration90k(180_000), "avc1.64001F", "mp4")
             .unwrap(),
         SegmentId(2)
     );
@@ -178,7 +180,8 @@ fn reserve_evicts_per_chooser_and_records_unuploaded_ranges_as_gaps() {
     assert_eq!(c.sealed(), vec![d.clone()]);
     // The open segment and the logs count against the budget.
     c.begin_segment(1, 3, d.end, "avc1.64001F", "mp4").unwrap();
-    c.append_fragment(&[&[4; 3000]], d.end + 90_000).unwrap();
+    c.append_fragment(&[&[4; 3000]], d.end + Duration90k(90_000))
+        .unwrap();
     assert_eq!(c.used_bytes(), 5000 + logs());
     let err = c
         .reserve(4000, &mut |e, _| e.iter().map(|e| e.id).collect())
@@ -230,7 +233,8 @@ fn a_failed_seal_keeps_the_segment_counted_and_the_next_segment_seals_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (c, _) = open(tmp.path(), 1 << 20);
     c.begin_segment(1, 0, T0, "avc1.64001F", "mp4").unwrap();
-    c.append_fragment(&[b"aaaa"], T0 + 90_000).unwrap();
+    c.append_fragment(&[b"aaaa"], T0 + Duration90k(90_000))
+        .unwrap();
     // A directory where the sealed file goes makes the rename fail, as a full disk can.
     let target = tmp.path().join(format!(
         "{:012}_1_0_{}_{}_avc1.64001F.mp4",
@@ -248,18 +252,19 @@ fn a_failed_seal_keeps_the_segment_counted_and_the_next_segment_seals_it() {
     assert!(tmp.path().join("000000000001.open").exists());
 
     std::fs::remove_dir_all(&target).unwrap();
-    c.begin_segment(1, 1, T0 + 90_000, "avc1.64001F", "mp4")
+    c.begin_segment(1, 1, T0 + Duration90k(90_000), "avc1.64001F", "mp4")
         .unwrap();
     let sealed = c.sealed();
     assert_eq!(sealed.len(), 1, "sealed when the next segment began");
-    assert_eq!(sealed[0].end, T0 + 90_000);
+    assert_eq!(sealed[0].end, T0 + Duration90k(90_000));
     let mut data = Vec::new();
     c.open_sealed(sealed[0].id)
         .unwrap()
         .read_to_end(&mut data)
         .unwrap();
     assert_eq!(data, b"aaaa");
-    c.append_fragment(&[b"bb"], T0 + 180_000).unwrap();
+    c.append_fragment(&[b"bb"], T0 + Duration90k(180_000))
+        .unwrap();
     c.seal().unwrap().unwrap();
     assert_eq!(c.used_bytes(), 6 + log);
     assert!(!names(tmp.path()).iter().any(|n| n.ends_with(".journal")));
@@ -325,7 +330,7 @@ fn the_logs_count_against_the_budget_and_stay_small_while_running() {
         c.mark_uploaded(m.id).unwrap();
         c.record_gap(Gap {
             start: end,
-            end: end + 90_000,
+            end: end + Duration90k(90_000),
             cause: GapCause::CameraOffline,
         })
         .unwrap();

@@ -16,10 +16,10 @@ use serde::Serialize;
 use time::{Date, Month, OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::PlaybackError;
-use crate::time::{TICKS_PER_SECOND, Ticks90k};
+use crate::time::{Duration90k, TICKS_PER_SECOND, Ticks90k};
 use crate::upload::{SEAM_TOLERANCE, StoredBlob};
 
-const FULL_MAX_TICKS: i64 = 25 * 3600 * TICKS_PER_SECOND;
+const FULL_MAX: Duration90k = Duration90k::from_secs(25 * 3600);
 const MONTH_MAX: i64 = 12;
 const DAY_MAX: i64 = 31;
 
@@ -55,7 +55,7 @@ fn merge(sorted: Vec<Span>) -> Vec<Span> {
     let mut out: Vec<Span> = Vec::with_capacity(sorted.len());
     for s in sorted {
         match out.last_mut() {
-            Some(last) if s.start.0 <= last.end.0 + SEAM_TOLERANCE => {
+            Some(last) if s.start <= last.end + SEAM_TOLERANCE => {
                 last.end = last.end.max(s.end);
             }
             _ => out.push(s),
@@ -146,7 +146,7 @@ impl AvailabilityQuery {
             check_span(
                 (start, end),
                 (start_text, end_text),
-                FULL_MAX_TICKS,
+                FULL_MAX,
                 "precision=full",
                 "25 hours",
             )?;
@@ -217,7 +217,7 @@ impl AvailabilityQuery {
                     .map(|s| {
                         (
                             unit_of(precision, s.start),
-                            unit_of(precision, s.end + (-1)),
+                            unit_of(precision, s.end - Duration90k(1)),
                         )
                     })
                     .collect();
@@ -290,11 +290,11 @@ pub fn parse_instant(name: &'static str, text: &str) -> Result<Ticks90k, Playbac
     Ok(Ticks90k(i64::try_from(ticks).map_err(|_| bad())?))
 }
 
-/// `start` strictly before `end`, at most `max_ticks` apart; errors quote the request's text.
+/// `start` strictly before `end`, at most `max` apart; errors quote the request's text.
 pub(super) fn check_span(
     (start, end): (Ticks90k, Ticks90k),
     (start_text, end_text): (&str, &str),
-    max_ticks: i64,
+    max_span: Duration90k,
     what: &'static str,
     max: &str,
 ) -> Result<(), PlaybackError> {
@@ -305,7 +305,7 @@ pub(super) fn check_span(
             rule: "before",
         });
     }
-    if end - start > max_ticks {
+    if end - start > max_span {
         return Err(PlaybackError::SpanTooLong {
             start: start_text.to_owned(),
             end: end_text.to_owned(),

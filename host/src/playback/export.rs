@@ -41,7 +41,7 @@ use mp4_atom::{
 
 use super::available::{check_span, parse_instant};
 use super::{BlobFile, PlaybackError};
-use crate::time::{TICKS_PER_SECOND, Ticks90k};
+use crate::time::{Duration90k, TICKS_PER_SECOND, Ticks90k};
 use crate::topology::AssetName;
 use crate::upload::{AssetStore, SEAM_TOLERANCE, StoredBlob, UploadError};
 
@@ -68,15 +68,17 @@ impl ClipRange {
     pub fn parse(start: &str, end: &str, max_secs: u64) -> Result<Self, PlaybackError> {
         let s = parse_instant("startTime", start)?;
         let e = parse_instant("endTime", end)?;
-        let max_ticks = i64::try_from(max_secs)
-            .unwrap_or(i64::MAX / TICKS_PER_SECOND)
-            .saturating_mul(TICKS_PER_SECOND);
+        let max_span = Duration90k(
+            i64::try_from(max_secs)
+                .unwrap_or(i64::MAX / TICKS_PER_SECOND)
+                .saturating_mul(TICKS_PER_SECOND),
+        );
         let max_text = if max_secs.is_multiple_of(3600) {
             format!("{} hours", max_secs / 3600)
         } else {
             format!("{max_secs} seconds")
         };
-        check_span((s, e), (start, end), max_ticks, "an export", &max_text)?;
+        check_span((s, e), (start, end), max_span, "an export", &max_text)?;
         Ok(Self { start: s, end: e })
     }
 }
@@ -334,12 +336,12 @@ impl WallMap {
             .samples
             .first()?;
         Some(Self {
-            origin: start + -to_90k(first.pts(), key.timescale),
+            origin: start - Duration90k(to_90k(first.pts(), key.timescale)),
         })
     }
 
     fn wall(&self, t: i64, timescale: u32) -> Ticks90k {
-        self.origin + to_90k(t, timescale)
+        self.origin + Duration90k(to_90k(t, timescale))
     }
 }
 
@@ -620,11 +622,11 @@ impl Clip {
                 continue;
             };
             // The clip's length as the listing tells it (gaps closed), for mvhd/mehd.
-            let duration: i64 = std::iter::once(&blob)
+            let duration: Duration90k = std::iter::once(&blob)
                 .chain(pending.iter())
-                .map(|b| (b.end.min(range.end) - b.start.max(start)).max(0))
+                .map(|b| (b.end.min(range.end) - b.start.max(start)).max(Duration90k::ZERO))
                 .sum();
-            let head = write_init(&init, duration).map_err(|e| bad(e.to_string()))?;
+            let head = write_init(&init, duration.0).map_err(|e| bad(e.to_string()))?;
             return Ok(Self {
                 store,
                 pending,
@@ -893,8 +895,8 @@ mod tests {
 
     fn range(start_ms: i64, end_ms: i64) -> ClipRange {
         ClipRange {
-            start: Ticks90k::from_secs(T0) + start_ms * 90,
-            end: Ticks90k::from_secs(T0) + end_ms * 90,
+            start: Ticks90k::from_secs(T0) + Duration90k(start_ms * 90),
+            end: Ticks90k::from_secs(T0) + Duration90k(end_ms * 90),
         }
     }
 

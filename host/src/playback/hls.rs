@@ -15,12 +15,12 @@ use std::fmt::Write;
 
 use super::available::{check_span, param, parse_instant};
 use super::{BlobFile, PlaybackError, encode_segment};
-use crate::time::{TICKS_PER_SECOND, Ticks90k};
+use crate::time::{Duration90k, Ticks90k};
 use crate::topology::AssetName;
 use crate::upload::{SEAM_TOLERANCE, StoredBlob};
 
-const RECENT: i64 = 4 * 3600 * TICKS_PER_SECOND;
-const MAX_SPAN: i64 = 24 * 3600 * TICKS_PER_SECOND;
+const RECENT: Duration90k = Duration90k::from_secs(4 * 3600);
+const MAX_SPAN: Duration90k = Duration90k::from_secs(24 * 3600);
 
 /// The parameters inside `manifest(...)`: `format=...,startTime=...,endTime=...`. `None` if
 /// the path segment is not a manifest request; plain `manifest.m3u8` has none.
@@ -118,7 +118,7 @@ pub fn segments(blobs: &[StoredBlob], range: PlaylistRange) -> Vec<Segment> {
     let (from, to) = match range {
         PlaylistRange::Recent => {
             let last = all.iter().map(|s| s.end).max().unwrap_or_default();
-            (last + -RECENT, last)
+            (last - RECENT, last)
         }
         PlaylistRange::Since(s) => (s, Ticks90k(i64::MAX)),
         PlaylistRange::Between(s, e) => (s, e),
@@ -132,7 +132,7 @@ pub fn segments(blobs: &[StoredBlob], range: PlaylistRange) -> Vec<Segment> {
 pub fn playlist(asset: &AssetName, segments: &[Segment], query: Option<&str>) -> String {
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
     let base = format!("/assets/{}/blobs", encode_segment(asset.as_str()));
-    let secs = |s: &Segment| (s.end - s.start) as f64 / TICKS_PER_SECOND as f64;
+    let secs = |s: &Segment| (s.end - s.start).as_secs_f64();
     let target = segments.iter().map(secs).fold(1.0f64, f64::max).ceil() as u64;
     let mut out = String::new();
     let _ = write!(
@@ -143,7 +143,7 @@ pub fn playlist(asset: &AssetName, segments: &[Segment], query: Option<&str>) ->
     let mut previous: Option<&Segment> = None;
     for s in segments {
         if let Some(p) = previous
-            && (s.start.0 > p.end.0 + SEAM_TOLERANCE || s.run != p.run)
+            && (s.start > p.end + SEAM_TOLERANCE || s.run != p.run)
         {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }

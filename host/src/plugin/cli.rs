@@ -12,7 +12,7 @@ use super::types::{
 };
 use super::{PluginError, PluginHost, PluginKind, registry};
 use crate::events::EventBus;
-use crate::time::Ticks90k;
+use crate::time::{Duration90k, Ticks90k};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginsCommand {
@@ -100,7 +100,7 @@ fn frame(i: u32, start: Ticks90k) -> FrameInfo {
     FrameInfo {
         track: 1,
         kind: MediaKind::Video,
-        dts: start + i64::from(i) * 3000,
+        dts: start + Duration90k(i64::from(i) * 3000),
         duration: 3000,
         keyframe: i.is_multiple_of(30),
         size: if i.is_multiple_of(30) { 60_000 } else { 8_000 },

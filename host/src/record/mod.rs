@@ -30,9 +30,9 @@ use crate::plugin::types::{
     Budget, CacheEntry, Codec, Decision, FrameInfo, MediaKind, Piece, Sample, Track,
 };
 use crate::plugin::{Evictor, Formatter, PluginError, Segmenter};
-use crate::source::clock::JUMP_TICKS;
+use crate::source::clock::JUMP;
 use crate::source::{Frame, RunEndReason, SourceItem, TrackCodec, TrackParams};
-use crate::time::{TICKS_PER_SECOND, Ticks90k};
+use crate::time::Ticks90k;
 
 /// A fragment is cut by the host if the segmenter lets it grow past this many bytes: it bounds
 /// memory per camera and the loss on a crash.
@@ -251,7 +251,7 @@ impl Recorder {
         let mut leftovers: Vec<(Frame, i64)> = Vec::new();
         for (t, p) in run.pending.iter_mut().enumerate() {
             if let Some(f) = p.take() {
-                let default = i64::from(run.tracks[t].clock_rate)
+                let default = i64::from(run.tracks[t].clock_rate.hz())
                     / if run.tracks[t].is_video() { 25 } else { 50 };
                 let d = if run.last_duration[t] > 0 {
                     run.last_duration[t]
@@ -328,7 +328,7 @@ impl Recorder {
                 // mapping's tolerance, not a step.
                 let cause = if f.wall > last {
                     Some(self.gap_cause)
-                } else if f.wall.0 + JUMP_TICKS < last.0 {
+                } else if f.wall + JUMP < last {
                     Some(GapCause::ClockJump)
                 } else {
                     None
@@ -362,8 +362,8 @@ impl Recorder {
         }
         let track = &run.tracks[f.track];
         let video = track.is_video();
-        let clock = i64::from(track.clock_rate.max(1));
-        let duration_90k = duration * TICKS_PER_SECOND / clock;
+        let clock = track.clock_rate;
+        let duration_90k = clock.to_90k(duration);
         let composition_offset = f.media_time - f.decode_time;
         let info = FrameInfo {
             track: f.track as u32 + 1,
@@ -373,8 +373,8 @@ impl Recorder {
                 MediaKind::Audio
             },
             // `wall` is the presentation instant; the segmenter sees the decode instant.
-            dts: Ticks90k(f.wall.0 - composition_offset * TICKS_PER_SECOND / clock),
-            duration: u32::try_from(duration_90k).unwrap_or(u32::MAX),
+            dts: f.wall - clock.to_90k(composition_offset),
+            duration: u32::try_from(duration_90k.0).unwrap_or(u32::MAX),
             keyframe: f.keyframe,
             size: u32::try_from(f.data.len()).unwrap_or(u32::MAX),
         };
@@ -766,7 +766,7 @@ fn plugin_tracks(tracks: &[TrackParams]) -> Vec<Track> {
                 TrackCodec::H265 => Codec::H265,
                 TrackCodec::Aac => Codec::Aac,
             },
-            timescale: t.clock_rate,
+            timescale: t.clock_rate.hz(),
             width: t.width,
             height: t.height,
             sample_rate: t.sample_rate,

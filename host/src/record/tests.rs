@@ -5,9 +5,10 @@ use super::*;
 use crate::plugin::PluginHost;
 use crate::plugin::types::SegmenterConfig;
 use crate::source::TrackParams;
+use crate::time::{ClockRate, Duration90k, TICKS_PER_SECOND};
 
 const T0: Ticks90k = Ticks90k(1_700_000_000 * TICKS_PER_SECOND);
-const FRAME: i64 = TICKS_PER_SECOND / 25;
+const FRAME: Duration90k = Duration90k(TICKS_PER_SECOND / 25);
 
 fn recorder(cache: Arc<Cache>) -> (Recorder, EventBus) {
     let events = EventBus::new();
@@ -41,7 +42,7 @@ fn recorder(cache: Arc<Cache>) -> (Recorder, EventBus) {
 fn video() -> TrackParams {
     TrackParams {
         codec: TrackCodec::H264,
-        clock_rate: 90_000,
+        clock_rate: ClockRate::HZ_90K,
         width: 320,
         height: 240,
         sample_rate: 0,
@@ -63,9 +64,9 @@ fn run(r: &mut Recorder, wall: Ticks90k, seconds: i64, bytes: usize) {
     for i in 0..seconds * 25 {
         r.handle(SourceItem::Frame(Frame {
             track: 0,
-            media_time: i * FRAME,
-            decode_time: i * FRAME,
-            wall: wall + i * FRAME,
+            media_time: i * FRAME.0,
+            decode_time: i * FRAME.0,
+            wall: wall + Duration90k(i * FRAME.0),
             keyframe: i % 25 == 0,
             data: Bytes::from(vec![0u8; bytes]),
             new_params: None,
@@ -119,7 +120,7 @@ fn a_fragment_larger_than_the_budget_is_dropped_and_recording_goes_on() {
     assert_eq!(dropped[0].reason, "localMediaCacheMaximumSizeMiB");
     assert!(cache.used_bytes() <= limit);
 
-    run(&mut r, T0 + 10 * TICKS_PER_SECOND, 8, 1_000);
+    run(&mut r, T0 + Duration90k::from_secs(10), 8, 1_000);
     r.finish().unwrap();
     assert!(r.stats().dropped_frames.load(Ordering::Relaxed) >= 50);
     assert!(!cache.sealed().is_empty(), "recording went on");

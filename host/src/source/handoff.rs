@@ -87,7 +87,7 @@ mod tests {
     fn track(codec: TrackCodec) -> TrackParams {
         TrackParams {
             codec,
-            clock_rate: 90_000,
+            clock_rate: crate::time::ClockRate::HZ_90K,
             width: 0,
             height: 0,
             sample_rate: 0,

@@ -17,7 +17,6 @@ pub mod clock;
 pub mod handoff;
 pub mod reorder;
 
-use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +35,7 @@ use url::Url;
 use crate::events::catalog::{self, RtspError};
 use crate::events::{Body, Event, EventBus};
 use crate::retry::Backoff;
-use crate::time::{TICKS_PER_SECOND, Ticks90k};
+use crate::time::{ClockRate, Duration90k, Ticks90k};
 use batching::ReadBatching;
 use clock::WallClockMap;
 use handoff::Handoff;
@@ -110,7 +109,7 @@ pub enum TrackCodec {
 pub struct TrackParams {
     pub codec: TrackCodec,
     /// Units per second of [`Frame::media_time`] for this track.
-    pub clock_rate: u32,
+    pub clock_rate: ClockRate,
     pub width: u32,
     pub height: u32,
     pub sample_rate: u32,
@@ -511,7 +510,7 @@ async fn session(
             else {
                 continue;
             };
-            let base_90k = to_90k(media.elapsed(), media.clock_rate());
+            let base = ClockRate::from(media.clock_rate()).to_90k(media.elapsed());
             let video = chosen
                 .iter()
                 .position(|c| c.codec != TrackCodec::Aac)
@@ -538,7 +537,7 @@ async fn session(
                 declared = Some(max);
             }
             run = Some(RunState {
-                base_90k,
+                base,
                 map: WallClockMap::new(host_now),
                 tracks: tracks.clone(),
                 timeline: Timeline::new(
@@ -559,19 +558,19 @@ async fn session(
             backoff.reset();
         }
         let state = run.as_mut().expect("run started above");
-        let elapsed_90k = to_90k(media.elapsed(), media.clock_rate()) - state.base_90k;
-        if elapsed_90k < 0 {
+        let clock = ClockRate::from(media.clock_rate());
+        let elapsed = clock.to_90k(media.elapsed()) - state.base;
+        if elapsed < Duration90k::ZERO {
             continue; // audio captured before the run's first keyframe
         }
-        let wall = match state.map.map(elapsed_90k, host_now) {
+        let wall = match state.map.map(elapsed, host_now) {
             Ok(w) => w,
             Err(jump) => {
                 tracing::warn!(subject = %cfg.subject, predicted = jump.predicted.0, host = jump.host.0, "clock jump; splitting the run");
                 return Ok(Some(RunEndReason::ClockJump));
             }
         };
-        let clock = i64::from(media.clock_rate().get());
-        let media_time = elapsed_90k * clock / TICKS_PER_SECOND;
+        let media_time = clock.from_90k(elapsed);
         let new_params = if new_params {
             params_of(&streams[stream_id], chosen[track].codec)
         } else {
@@ -690,7 +689,8 @@ impl KeyframeWait {
 }
 
 struct RunState {
-    base_90k: i64,
+    /// Media time of the run's first frame, on 90 kHz.
+    base: Duration90k,
     map: WallClockMap,
     tracks: Vec<TrackParams>,
     /// Decode times; holds the run's first frames until the video's timing is known.
@@ -698,15 +698,6 @@ struct RunState {
     reorder_reported: bool,
     /// Frames whose timing is known, to send in order.
     ready: Vec<Frame>,
-}
-
-fn to_90k(t: i64, clock: NonZeroU32) -> i64 {
-    let c = i64::from(clock.get());
-    if c == TICKS_PER_SECOND {
-        t
-    } else {
-        (i128::from(t) * i128::from(TICKS_PER_SECOND) / i128::from(c)) as i64
-    }
 }
 
 /// What the recorder can record, for diagnostics.
@@ -794,7 +785,7 @@ fn params_of(stream: &retina::client::Stream, codec: TrackCodec) -> Option<Track
             };
             Some(TrackParams {
                 codec,
-                clock_rate: stream.clock_rate_hz(),
+                clock_rate: ClockRate::new(stream.clock_rate_hz())?,
                 width,
                 height,
                 sample_rate: 0,
@@ -805,7 +796,7 @@ fn params_of(stream: &retina::client::Stream, codec: TrackCodec) -> Option<Track
         }
         ParametersRef::Audio(a) if codec == TrackCodec::Aac => Some(TrackParams {
             codec,
-            clock_rate: a.clock_rate(),
+            clock_rate: ClockRate::new(a.clock_rate())?,
             width: 0,
             height: 0,
             sample_rate: a.clock_rate(),

@@ -24,6 +24,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::Frame;
+use crate::time::{ClockRate, Duration90k};
 
 /// The deepest reordering H.264 and H.265 allow (both bound it by the 16-picture decoded
 /// picture buffer); a larger declared depth is a broken or hostile stream and is clamped.
@@ -37,7 +38,7 @@ const LEARN_MAX_FRAMES: usize = 250;
 #[derive(Debug)]
 pub struct Timeline {
     video: usize,
-    clocks: Vec<i64>,
+    clocks: Vec<ClockRate>,
     state: State,
     /// Frames whose reordering exceeded the depth (retimed or dropped), for the diagnostic.
     violations: u64,
@@ -60,8 +61,8 @@ struct Ready {
     /// First presentation time and frame duration, for the first `depth` pictures.
     first_pts: i64,
     frame: i64,
-    /// The run's shift in 90 kHz ticks (depth × frame duration).
-    shift_90k: i64,
+    /// The run's shift (depth × frame duration).
+    shift: Duration90k,
     heap: BinaryHeap<Reverse<i64>>,
     pictures: usize,
     last_dts: Option<i64>,
@@ -70,8 +71,7 @@ struct Ready {
 impl Timeline {
     /// `video`: index of the run's video track; `clocks`: every track's clock rate (Hz);
     /// `declared`: the stream's reorder depth, if its parameter sets say.
-    pub fn new(video: usize, clocks: Vec<u32>, declared: Option<u32>) -> Self {
-        let clocks = clocks.into_iter().map(|c| i64::from(c.max(1))).collect();
+    pub fn new(video: usize, clocks: Vec<ClockRate>, declared: Option<u32>) -> Self {
         let state = match declared {
             Some(0) => State::Ready(Ready::new(0, 0, 1)),
             d => State::Learning {
@@ -149,7 +149,7 @@ impl Timeline {
         let frame = sorted.get(1).map_or(1, |s1| (s1 - first).max(1));
         let mut ready = Ready::new(depth, first, frame);
         // Video is on a 90 kHz clock in RTP (H.264/H.265), but convert to be exact anyway.
-        ready.shift_90k = depth as i64 * frame * 90_000 / self.clocks[self.video];
+        ready.shift = self.clocks[self.video].to_90k(depth as i64 * frame);
         self.state = State::Ready(ready);
         for h in held.into_iter().chain(pending) {
             self.release(h, out);
@@ -161,8 +161,7 @@ impl Timeline {
         let State::Ready(r) = &mut self.state else {
             unreachable!("release only runs when ready");
         };
-        let clock = self.clocks[f.track];
-        let shift = r.shift_90k * clock / 90_000;
+        let shift = self.clocks[f.track].from_90k(r.shift);
         if f.track != self.video {
             f.media_time += shift;
             f.decode_time = f.media_time;
@@ -207,7 +206,7 @@ impl Ready {
             depth,
             first_pts,
             frame,
-            shift_90k: 0,
+            shift: Duration90k::ZERO,
             heap: BinaryHeap::with_capacity(depth + 2),
             pictures: 0,
             last_dts: None,
@@ -340,6 +339,10 @@ pub fn declared_depth(codec: super::TrackCodec, config: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hz(rates: &[u32]) -> Vec<ClockRate> {
+        rates.iter().map(|r| ClockRate::new(*r).unwrap()).collect()
+    }
     use crate::time::Ticks90k;
     use bytes::Bytes;
 
@@ -398,7 +401,7 @@ mod tests {
     #[test]
     fn declared_depth_gives_exact_decode_times_for_b_frames() {
         let frames = ipbb(3, 25);
-        let mut t = Timeline::new(0, vec![90_000], Some(1));
+        let mut t = Timeline::new(0, hz(&[90_000]), Some(1));
         let out = run(&mut t, &frames);
         check_exact(&out, 1, frames.len());
         assert_eq!(t.violations(), 0);
@@ -407,7 +410,7 @@ mod tests {
     #[test]
     fn unknown_depth_is_learnt_from_the_first_gop() {
         let frames = ipbb(3, 25);
-        let mut t = Timeline::new(0, vec![90_000], None);
+        let mut t = Timeline::new(0, hz(&[90_000]), None);
         let out = run(&mut t, &frames);
         assert_eq!(t.depth(), Some(1));
         check_exact(&out, 1, frames.len());
@@ -416,14 +419,14 @@ mod tests {
     #[test]
     fn a_larger_declared_depth_is_still_exact_and_monotonic() {
         let frames = ipbb(2, 25);
-        let mut t = Timeline::new(0, vec![90_000], Some(4));
+        let mut t = Timeline::new(0, hz(&[90_000]), Some(4));
         let out = run(&mut t, &frames);
         check_exact(&out, 4, frames.len());
     }
 
     #[test]
     fn without_b_frames_timing_is_unchanged_and_nothing_is_held() {
-        let mut t = Timeline::new(0, vec![90_000, 48_000], Some(0));
+        let mut t = Timeline::new(0, hz(&[90_000, 48_000]), Some(0));
         let mut out = Vec::new();
         t.push(frame(0, 0, true), &mut out);
         assert_eq!(out.len(), 1, "no frame is held");
@@ -436,7 +439,7 @@ mod tests {
     #[test]
     fn learnt_zero_depth_keeps_timing_unchanged() {
         let frames: Vec<(i64, bool)> = (0..60).map(|i| (i, i % 25 == 0)).collect();
-        let mut t = Timeline::new(0, vec![90_000], None);
+        let mut t = Timeline::new(0, hz(&[90_000]), None);
         let out = run(&mut t, &frames);
         assert_eq!(t.depth(), Some(0));
         assert_eq!(out.len(), 60);
@@ -445,7 +448,7 @@ mod tests {
 
     #[test]
     fn audio_is_shifted_with_the_video() {
-        let mut t = Timeline::new(0, vec![90_000, 48_000], Some(1));
+        let mut t = Timeline::new(0, hz(&[90_000, 48_000]), Some(1));
         let mut out = Vec::new();
         t.push(frame(0, 0, true), &mut out);
         t.push(frame(1, 0, true), &mut out);
@@ -465,7 +468,7 @@ mod tests {
         // Declared 0, but B-frames arrive: decode times stay increasing and ≤ PTS, the
         // unplaceable picture is dropped.
         let frames = ipbb(1, 10);
-        let mut t = Timeline::new(0, vec![90_000], Some(0));
+        let mut t = Timeline::new(0, hz(&[90_000]), Some(0));
         let out = run(&mut t, &frames);
         assert!(t.violations() > 0);
         for w in out.windows(2) {

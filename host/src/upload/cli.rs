@@ -5,7 +5,7 @@ use std::io::Write;
 
 use super::config::StoreArgs;
 use super::{SEAM_TOLERANCE, StoredBlob, UploadError};
-use crate::time::{TICKS_PER_SECOND, Ticks90k};
+use crate::time::Ticks90k;
 
 #[derive(clap::Subcommand)]
 pub enum AssetsCommand {
@@ -47,7 +47,7 @@ fn write_listing(blobs: &[StoredBlob], out: &mut dyn Write) -> std::io::Result<(
         if let Some(prev) = previous_end
             && (start - prev).abs() > SEAM_TOLERANCE
         {
-            let secs = (start - prev) as f64 / TICKS_PER_SECOND as f64;
+            let secs = (start - prev).as_secs_f64();
             writeln!(
                 out,
                 "gap\t{}\t{}\t{secs:.3} s",

@@ -381,7 +381,7 @@ fn path_with_suffix(path: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::Ticks90k;
+    use crate::time::{Duration90k, Ticks90k};
     use crate::upload::SegmentFacts;
 
     fn is_same_file(a: &fs::File, b: &fs::File) -> bool {
@@ -489,7 +489,7 @@ mod tests {
         assert!(err.to_string().contains("its content differs"), "{err}");
         // Other metadata under the name (another span): refused on the metadata alone.
         let mut other = segment(second_cache.path(), 1, b"first writer");
-        other.facts.end = other.facts.end + 90_000;
+        other.facts.end += Duration90k(90_000);
         let err = store.put_segment(other).await.unwrap_err();
         assert_eq!(err.code(), "ConditionNotMet", "{err}");
         assert!(err.to_string().contains("its end is"), "{err}");

@@ -21,12 +21,12 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::time::{TICKS_PER_SECOND, Ticks90k};
+use crate::time::{Duration90k, TICKS_PER_SECOND, Ticks90k};
 
 /// Segments closer than one frame (at 25 fps) are one recording: within a run the recorder
 /// makes each segment start where the previous one ended (give or take the clock slew's few
 /// ticks), so anything larger is a real hole.
-pub const SEAM_TOLERANCE: i64 = TICKS_PER_SECOND / 25;
+pub const SEAM_TOLERANCE: Duration90k = Duration90k(TICKS_PER_SECOND / 25);
 
 /// Everything that can go wrong between a sealed segment and a verified blob.
 #[derive(Debug, thiserror::Error)]

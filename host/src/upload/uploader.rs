@@ -115,8 +115,7 @@ impl Backlog {
 
     /// Age of the oldest pending media relative to `now`, in seconds.
     pub fn oldest_age_secs(&self, now: Ticks90k) -> Option<f64> {
-        self.oldest_start
-            .map(|s| (now - s) as f64 / crate::time::TICKS_PER_SECOND as f64)
+        self.oldest_start.map(|s| (now - s).as_secs_f64())
     }
 
     fn catch_up(&self) -> catalog::UploadCatchUp {
@@ -489,6 +488,7 @@ mod tests {
 
     use super::*;
     use crate::events::Body;
+    use crate::time::Duration90k;
     use crate::upload::local::LocalStore;
 
     /// A real cache in a temp dir that the tests record segments into.
@@ -509,7 +509,7 @@ mod tests {
 
         /// Records one sealed segment of sequence `seq`, 30 s of media time ending at `end`.
         fn add_ending(&self, seq: u64, end: Ticks90k) {
-            let start = end + -30 * crate::time::TICKS_PER_SECOND;
+            let start = end - Duration90k::from_secs(30);
             let body = format!("segment {seq}").repeat(100);
             self.cache
                 .begin_segment(1, seq, start, "avc1.640028", "mp4")

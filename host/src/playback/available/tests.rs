@@ -431,7 +431,7 @@ fn segments_closer_than_one_frame_merge_and_real_holes_split() {
     let blobs = [
         blob(Some((secs(0), secs(30)))),
         blob(Some((secs(30), secs(60)))), // contiguous
-        blob(Some((secs(60) + SEAM_TOLERANCE, secs(90)))), // within one frame
+        blob(Some((secs(60) + SEAM_TOLERANCE.0, secs(90)))), // within one frame
         blob(Some((secs(92), secs(120)))), // 2 s hole
         blob(Some((secs(100), secs(110)))), // overlap (re-upload)
         blob(None),                       // foreign blob, ignored
