@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::cache::{Cache, CacheError, Recovery, sanitize_dir_name};
 use crate::events::{Event, EventBus, catalog};
+use crate::retry::Backoff;
 use crate::plugin::types::SegmenterConfig;
 use crate::plugin::{PluginError, PluginHost};
 use crate::record::{Plugins, Recorder, RecorderStats};
@@ -292,7 +293,9 @@ async fn run_sink(
         "/graphInstances/{}/sinks/{}",
         graph.instance_name, sink.node
     );
-    let mut retry = START_RETRY_FIRST;
+    // The same doubling as reconnects and uploads, with less jitter: a sink that cannot start
+    // is an operator's problem to fix, so its retries may come in step.
+    let mut backoff = Backoff::new(START_RETRY_FIRST, START_RETRY_MAX, 0.9..=1.0);
     let started = loop {
         if *shutdown.borrow() {
             return Ok(());
@@ -300,6 +303,7 @@ async fn run_sink(
         match start_sink(graph, sink, plugins, options, &sink_subject).await {
             Ok(started) => break started,
             Err(e) => {
+                let retry = backoff.next_delay();
                 tracing::error!(sink = %sink_subject, error = %e, retry_secs = retry.as_secs(), "the sink cannot start; the others record, and it is retried");
                 events.emit(Event::new(
                     sink_subject.clone(),
@@ -313,7 +317,6 @@ async fn run_sink(
                     _ = tokio::time::sleep(retry) => {}
                     _ = shutdown.changed() => return Ok(()),
                 }
-                retry = (retry * 2).min(START_RETRY_MAX);
             }
         }
     };
