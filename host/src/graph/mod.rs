@@ -21,10 +21,10 @@ use tokio::task::JoinHandle;
 
 use crate::cache::{Cache, CacheError, Recovery, sanitize_dir_name};
 use crate::events::{Event, EventBus, catalog};
-use crate::retry::Backoff;
 use crate::plugin::types::SegmenterConfig;
 use crate::plugin::{PluginError, PluginHost};
 use crate::record::{Plugins, Recorder, RecorderStats};
+use crate::retry::Backoff;
 use crate::source::handoff::{self, Batches};
 use crate::source::{self, SourceConfig, SourceCredentials};
 use crate::sync::LockExt;
