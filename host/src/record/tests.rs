@@ -130,3 +130,117 @@ fn a_fragment_larger_than_the_budget_is_dropped_and_recording_goes_on() {
         cache.used_bytes()
     );
 }
+
+/// A tmpfs of `size` mounted for one test (the suite runs as root, as the disk-full e2e tests
+/// need too), unmounted when dropped.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount(8)");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        Self { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// `frames` frames of 25 fps video from frame `first` of a run starting at `wall`, through
+/// `handle_or_recover` as the graph feeds the recorder.
+fn feed(r: &mut Recorder, wall: Ticks90k, first: i64, frames: i64, bytes: usize) {
+    for i in first..first + frames {
+        r.handle_or_recover(SourceItem::Frame(Frame {
+            track: 0,
+            media_time: i * FRAME.0,
+            decode_time: i * FRAME.0,
+            wall: wall + Duration90k(i * FRAME.0),
+            keyframe: i % 25 == 0,
+            data: Bytes::from(vec![0u8; bytes]),
+            new_params: None,
+        }));
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_once_drops_frames_and_recording_resumes_when_space_returns() {
+    let fs = SmallFs::mount("2m");
+    // Leave about 600 KB: two seconds of 10 KB frames fit, ten do not.
+    let filler = fs.path().join("filler");
+    std::fs::write(&filler, vec![1u8; 1400 << 10]).unwrap();
+    let cache = Arc::new(Cache::open(&fs.path().join("cache"), 64 << 20).unwrap().0);
+    let (mut r, events) = recorder(cache.clone());
+    r.handle(SourceItem::RunStarted {
+        tracks: vec![video()],
+    })
+    .unwrap();
+    feed(&mut r, T0, 0, 250, 10_000);
+    let dropped_while_full = r.stats().dropped_frames.load(Ordering::Relaxed);
+    assert!(
+        dropped_while_full >= 100,
+        "{dropped_while_full} frames dropped"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    feed(&mut r, T0, 250, 250, 2_000);
+    r.finish().unwrap();
+
+    let bodies: Vec<_> = events.recent().into_iter().map(|e| e.body).collect();
+    let full: Vec<_> = bodies
+        .iter()
+        .filter_map(|b| match b {
+            crate::events::Body::CacheDiskFull(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(full.len(), 1, "one report per episode: {bodies:?}");
+    assert_eq!(full[0].error_code.as_deref(), Some("ENOSPC"));
+    // On a disk that stays full the cache evicts its sealed media to go on (an eviction
+    // ring), so recording and dropping may alternate: one DataDropped per stretch of drops,
+    // and each stretch is a DiskFull gap once the next fragment is durable.
+    let drops = bodies
+        .iter()
+        .filter(|b| matches!(b, crate::events::Body::DataDropped(d) if d.reason == "diskFull"))
+        .count();
+    let gaps: Vec<_> = cache
+        .gaps()
+        .into_iter()
+        .filter(|g| g.cause == GapCause::DiskFull)
+        .collect();
+    assert!(drops >= 1, "{bodies:?}");
+    assert_eq!(gaps.len(), drops, "{:?}", cache.gaps());
+    let last_gap = gaps.iter().max_by_key(|g| g.end).unwrap();
+    let resumed = T0 + Duration90k::from_secs(10);
+    assert!(
+        last_gap.start < resumed && last_gap.end >= resumed,
+        "the last drop ends when space returns: {gaps:?}"
+    );
+    let sealed = cache.sealed();
+    assert!(
+        sealed.iter().any(|s| s.start >= last_gap.end),
+        "recording resumed after the gap: {sealed:?}"
+    );
+    for g in &gaps {
+        assert!(
+            sealed.iter().all(|s| s.end <= g.start || s.start >= g.end),
+            "no segment overlaps a gap: {g:?} {sealed:?}"
+        );
+    }
+}
