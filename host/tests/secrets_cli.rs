@@ -150,3 +150,108 @@ fn a_password_from_a_file_is_used_and_never_shown() {
     assert!(!format!("{events:?}").contains(secret));
     assert!(diagnostics(&events, "AuthenticationError").is_empty());
 }
+
+/// The recorder's runtime failures with known secrets: a wrong camera password, a camera that
+/// answers garbage after the (authenticated) handshake and one that answers HTTP, all with
+/// credentials, and an Azure store whose SAS (given by file) cannot be reached. Every failure
+/// is reported as its diagnostic, and no byte of the output, the events or the command line
+/// holds any of the secrets.
+#[test]
+fn runtime_failures_never_show_the_secrets_involved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let camera_password = "S3CRET-CAMERA";
+    let _camera = camera(port, &["--user", "admin", "--password", camera_password]);
+    let base = format!("rtsp://127.0.0.1:{port}");
+    let topology = write_topology(tmp.path(), &format!("{base}/cam1"), 64, "PT30S");
+    let instances = [
+        ("right", format!("{base}/cam1"), camera_password),
+        ("wrong", format!("{base}/cam1"), "S3CRET-WRONG"),
+        // Garbage comes after the handshake, so this camera takes the right password.
+        ("garbage", format!("{base}/fault/garbage"), camera_password),
+        ("http", format!("{base}/fault/http"), "S3CRET-HTTP"),
+    ];
+    let mut args: Vec<String> = Vec::new();
+    for (name, url, password) in &instances {
+        let doc = serde_json::json!({
+            "@apiVersion": "2.0",
+            "name": name,
+            "properties": {
+                "topologyName": "RecordTest",
+                "parameters": [
+                    {"name": "url1", "value": url},
+                    {"name": "password", "value": password}
+                ]
+            }
+        });
+        let path = tmp.path().join(format!("{name}.json"));
+        std::fs::write(&path, doc.to_string()).unwrap();
+        args.extend(["--instance".to_owned(), path.display().to_string()]);
+    }
+    // Nothing listens on port 1: every upload fails, and the error names the store.
+    let sas = "S3CRET-SAS";
+    let store_file = tmp.path().join("store-url");
+    std::fs::write(
+        &store_file,
+        format!("http://127.0.0.1:1/devstoreaccount1/assets?sv=2024-01-01&sig={sas}\n"),
+    )
+    .unwrap();
+    args.extend([
+        "--asset-store-file".to_owned(),
+        store_file.display().to_string(),
+        "--upload-backoff-max-secs".to_owned(),
+        "1".to_owned(),
+        "--upload-flush-timeout-secs".to_owned(),
+        "2".to_owned(),
+    ]);
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut rec = recorder_with(&topology, &tmp.path().join("data"), &[], &extra);
+
+    let subject = |name: &str, node: &str| format!("/graphInstances/{name}/{node}");
+    let reported = |events: &[serde_json::Value], kind: &str, subject: &str| {
+        diagnostics(events, kind)
+            .iter()
+            .any(|e| e["subject"] == subject)
+    };
+    // The store is tried at start, so every failure is reported within seconds.
+    let expected = [
+        ("AuthenticationError", subject("wrong", "sources/cam1")),
+        ("ProtocolError", subject("http", "sources/cam1")),
+        ("ProtocolError", subject("garbage", "sources/cam1")),
+        ("StorageError", subject("right", "sinks/sink1")),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        let events = rec.events();
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|(kind, s)| !reported(&events, kind, s))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            rec.is_running() && std::time::Instant::now() < deadline,
+            "not reported: {missing:?}\n{}",
+            rec.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", rec.pid())).unwrap();
+    let events = rec.events();
+    let (code, log) = rec.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let everything = format!("{log}\n{events:?}\n{}", String::from_utf8_lossy(&cmdline));
+    for secret in [
+        camera_password,
+        "S3CRET-WRONG",
+        "S3CRET-GARBAGE",
+        "S3CRET-HTTP",
+        sas,
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} leaked:\n{everything}"
+        );
+    }
+}
