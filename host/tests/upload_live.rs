@@ -18,6 +18,8 @@ mod record_support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use mediagraph::cache::GapCause;
+use mediagraph::time::Ticks90k;
 use mediagraph::upload::config::StoreArgs;
 use record_support::*;
 
@@ -78,8 +80,8 @@ fn blob_suffix(s: &Seg) -> String {
         asset: String::new(),
         run: s.run,
         sequence: s.seq,
-        start: mediagraph::time::Ticks90k(s.start),
-        end: mediagraph::time::Ticks90k(s.end),
+        start: Ticks90k(s.start),
+        end: Ticks90k(s.end),
         codecs: "avc1".into(),
         extension: "mp4".into(),
     }
@@ -259,6 +261,20 @@ fn live_outage_evicts_oldest_and_restore_uploads_oldest_first_leaving_one_gap() 
         (hole - evicted_ticks).abs() <= 31 * TICKS,
         "gap {hole} ticks vs evicted {evicted_ticks} ticks ({evicted:?})"
     );
+    // The uploader stored the cache's gaps with the asset: every EvictedBeforeUpload gap of
+    // gaps.log is a gap record in Azure, with its cause, inside the hole the blobs leave.
+    let stored: Vec<(i64, i64)> = rt
+        .block_on(store.list_gaps("cam1-default", Ticks90k(holes[0].0), Ticks90k(holes[0].1)))
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.cause == GapCause::EvictedBeforeUpload)
+        .map(|g| (g.start.0, g.end.0))
+        .collect();
+    let logged: Vec<(i64, i64)> = evicted
+        .iter()
+        .map(|g| (g["start"].as_i64().unwrap(), g["end"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(stored, logged, "gap records in the store vs gaps.log");
     for b in &blobs {
         let path = tmp.path().join("check.mp4");
         std::fs::write(&path, rt.block_on(store.read_blob(&b.name)).unwrap()).unwrap();

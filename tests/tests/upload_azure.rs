@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mediagraph::cache::Cache;
+use mediagraph::cache::{Cache, Gap, GapCause};
 use mediagraph::time::Ticks90k;
 use mediagraph::upload::config::{AzureSpec, TransferPolicy, open_store, parse_connection_string};
 use mediagraph::upload::{AssetStore, SegmentFacts, SegmentUpload, UploadError};
@@ -127,6 +127,51 @@ async fn blocks_metadata_listing_verification_and_idempotent_reupload() {
     assert_eq!(store.read_blob(&listed[1].name).await.unwrap(), big);
     assert_eq!(store.read_blob(&listed[2].name).await.unwrap(), b"third");
     assert!(store.list_asset("cam-2").await.unwrap().is_empty());
+
+    // Gap records: beside the blobs, idempotent, listed by range, never listed as blobs.
+    let t = |s: i64| Ticks90k::from_secs(1_800_000_000 + s);
+    let offline = Gap {
+        start: t(90),
+        end: t(130),
+        cause: GapCause::CameraOffline,
+    };
+    let evicted = Gap {
+        start: t(400),
+        end: t(430),
+        cause: GapCause::EvictedBeforeUpload,
+    };
+    store.put_gaps("cam-1", &[offline]).await.expect("put gaps");
+    // After a restart the uploader sends what its cache holds again, plus a new one.
+    store
+        .put_gaps("cam-1", &[offline, evicted])
+        .await
+        .expect("put gaps again");
+    assert_eq!(
+        store.list_gaps("cam-1", t(0), t(1000)).await.unwrap(),
+        vec![offline, evicted]
+    );
+    assert_eq!(
+        store.list_gaps("cam-1", t(130), t(401)).await.unwrap(),
+        vec![evicted]
+    );
+    assert!(
+        store
+            .list_gaps("cam-2", t(0), t(1000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.list_asset("cam-1").await.unwrap().len(),
+        3,
+        "gaps are not blobs"
+    );
+    let record = store
+        .read_blob(&mediagraph::upload::gaps::record_name("cam-1", &offline))
+        .await
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(record["cause"], "CameraOffline");
 }
 
 #[tokio::test]

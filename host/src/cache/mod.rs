@@ -82,7 +82,7 @@ pub struct SegmentMeta {
     pub uploaded: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum GapCause {
     CameraOffline,
     EvictedBeforeUpload,
@@ -96,9 +96,43 @@ pub enum GapCause {
     EvictedDiskFull,
     /// Frames dropped because the cache file system was full and nothing was left to evict.
     DiskFull,
+    /// Uploaded media deleted from the asset store by its retention (age or size). Recorded by
+    /// the store, never by the cache.
+    Retention,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl GapCause {
+    pub const ALL: [GapCause; 8] = [
+        GapCause::CameraOffline,
+        GapCause::EvictedBeforeUpload,
+        GapCause::Crash,
+        GapCause::ClockJump,
+        GapCause::RecorderStopped,
+        GapCause::EvictedDiskFull,
+        GapCause::DiskFull,
+        GapCause::Retention,
+    ];
+
+    /// The cause's name, as `gaps.log`, gap records and the API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapCause::CameraOffline => "CameraOffline",
+            GapCause::EvictedBeforeUpload => "EvictedBeforeUpload",
+            GapCause::Crash => "Crash",
+            GapCause::ClockJump => "ClockJump",
+            GapCause::RecorderStopped => "RecorderStopped",
+            GapCause::EvictedDiskFull => "EvictedDiskFull",
+            GapCause::DiskFull => "DiskFull",
+            GapCause::Retention => "Retention",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Gap {
     pub start: Ticks90k,
     pub end: Ticks90k,

@@ -1,15 +1,16 @@
 //! Playback room: answers "what was recorded, and let me watch it" from an asset store.
 //!
-//! Owns LVA's availableMedia query (`available`), HLS playlists over time ranges (`hls`,
+//! Owns LVA's availableMedia query (`available`), the gaps and their causes (`gaps`), HLS playlists over time ranges (`hls`,
 //! `mp4`), clip export to one MP4 file (`export`) and the loopback HTTP server with the
 //! playback page (`server`). It reads only through the public
 //! [`AssetStore`](crate::upload::AssetStore) API: an asset's blob listing, the `start`/`end`
-//! metadata each blob carries and blob bytes. It must not write, delete or rename anything
+//! metadata each blob carries, blob bytes and the asset's gap records. It must not write, delete or rename anything
 //! in a store or a cache (playback is read-only), and it never turns request text into a
 //! path: asset and blob names are validated first.
 
 pub mod available;
 pub mod export;
+pub mod gaps;
 pub mod hls;
 pub mod mp4;
 pub mod server;

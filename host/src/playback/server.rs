@@ -7,6 +7,7 @@
 //! | `/assets` | `{"assets":[...]}`, the assets this server was started for |
 //! | `/assets/{asset}/availableMedia?precision=...` | LVA availableMedia JSON |
 //! | `/assets/{asset}/segments?startTime=&endTime=` | the blobs in a range, for the page's player |
+//! | `/assets/{asset}/gaps?startTime=&endTime=` | `{"gaps":[{"start","end","cause"}]}`, the stored gap records ([`gaps`](super::gaps)) |
 //! | `/assets/{asset}/manifest(format=m3u8-aapl,startTime=,endTime=).m3u8` | HLS VOD playlist |
 //! | `/assets/{asset}/blobs/{file}` (`/init.mp4`, `/media.mp4`) | a blob, or its init / media part; `Range` → 206 |
 //! | `/assets/{asset}/export.mp4?startTime=&endTime=` | one MP4 clip of the range, streamed ([`export`](super::export)) |
@@ -30,6 +31,7 @@ use futures::TryStreamExt;
 
 use super::available::{AvailabilityQuery, param, parse_instant, recorded_spans};
 use super::export::{Clip, ClipRange, DEFAULT_MAX_SPAN_SECS, GAPS_HEADER, GAPS_POLICY};
+use super::gaps::{self, GapQuery};
 use super::hls::{PlaylistRange, manifest_params, playlist, segments};
 use super::{BlobFile, PlaybackError, asset_name, decode_component, encode_segment, mp4};
 use crate::sync::LockExt;
@@ -239,6 +241,7 @@ async fn asset_leaf(
     let result = match leaf.as_str() {
         "availableMedia" => available(&playback, &asset, &params).await,
         "segments" => segment_list(&playback, &asset, &params).await,
+        "gaps" => gap_list(&playback, &asset, &params).await,
         "export.mp4" => export(&playback, &asset, &params).await,
         manifest => match manifest_params(manifest) {
             Some(mut all) => {
@@ -294,6 +297,20 @@ async fn export(
         Body::from_stream(clip.into_stream()),
     )
         .into_response())
+}
+
+async fn gap_list(
+    playback: &Playback,
+    asset: &str,
+    params: &[(String, String)],
+) -> Result<Response, PlaybackError> {
+    let asset = asset_name(asset)?;
+    let query = GapQuery::parse(params)?;
+    let gaps = playback
+        .store
+        .list_gaps(asset.as_str(), query.start, query.end)
+        .await?;
+    Ok(json(&gaps::answer(&gaps)))
 }
 
 async fn segment_list(

@@ -27,7 +27,7 @@ use azure_core::http::{
     StatusCode, Transport, Url,
 };
 use azure_storage_blob::models::{
-    BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
+    BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions,
     BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
     BlockBlobClientStageBlockOptions, BlockLookupList, HttpRange, ListBlobsIncludeItem,
 };
@@ -38,10 +38,13 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 
 use super::config::{AzureCredential, AzureSpec, TransferPolicy};
+use super::gaps::{self, GAPS_DIR};
 use super::{
     AssetStore, AzureFailure, ByteStream, SegmentUpload, StoredBlob, UploadError, hex, sas,
 };
+use crate::cache::Gap;
 use crate::sync::LockExt;
+use crate::time::Ticks90k;
 
 pub struct AzureBlobStore {
     spec: AzureSpec,
@@ -392,6 +395,13 @@ impl AssetStore for AzureBlobStore {
             .map_err(|e| self.classify("list blobs", e))?
         {
             let name = item.name.unwrap_or_default();
+            // Gap records (`<asset>/gaps/...`) are below the asset's prefix but are no blobs.
+            if name
+                .get(asset.len() + 1..)
+                .is_some_and(|rest| rest.contains('/'))
+            {
+                continue;
+            }
             let bytes = item.properties.and_then(|p| p.content_length).unwrap_or(0);
             let metadata = item
                 .metadata
@@ -407,6 +417,68 @@ impl AssetStore for AzureBlobStore {
         }
         blobs.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(blobs)
+    }
+
+    async fn put_gaps(&self, asset: &str, gaps: &[Gap]) -> Result<(), UploadError> {
+        if gaps.is_empty() {
+            return Ok(());
+        }
+        let container = self.container()?;
+        // One listing of the records in the batch's time span saves a request per gap already
+        // stored (after a restart the uploader sends every gap its cache still holds).
+        let stamps: Vec<String> = gaps.iter().map(|g| super::utc_stamp(g.start)).collect();
+        let common = common_prefix(&stamps);
+        let stored: std::collections::HashSet<String> = self
+            .list_names(&container, &format!("{asset}/{GAPS_DIR}/{common}"))
+            .await?
+            .into_iter()
+            .collect();
+        for gap in gaps {
+            let name = gaps::record_name(asset, gap);
+            if stored.contains(&name) {
+                continue;
+            }
+            let body = Bytes::from(gaps::record_json(gap));
+            let options = BlobClientUploadOptions {
+                blob_content_type: Some("application/json".to_owned()),
+                ..Default::default()
+            }
+            .if_not_exists();
+            match container
+                .blob_client(&name)
+                .upload(body.into(), Some(options))
+                .await
+            {
+                Ok(_) => {}
+                // Created meanwhile (a retry whose answer was lost): the name is the gap.
+                Err(e)
+                    if matches!(
+                        e.http_status(),
+                        Some(StatusCode::Conflict | StatusCode::PreconditionFailed)
+                    ) => {}
+                Err(e) => return Err(self.classify(&format!("put {name}"), e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_gaps(
+        &self,
+        asset: &str,
+        from: Ticks90k,
+        to: Ticks90k,
+    ) -> Result<Vec<Gap>, UploadError> {
+        let container = self.container()?;
+        let prefix = format!("{asset}/{GAPS_DIR}/");
+        let mut found: Vec<Gap> = self
+            .list_names(&container, &prefix)
+            .await?
+            .iter()
+            .filter_map(|n| gaps::parse_record_file(n.strip_prefix(&prefix)?))
+            .filter(|g| gaps::overlaps(g, from, to))
+            .collect();
+        gaps::normalize(&mut found);
+        Ok(found)
     }
 
     async fn read_blob(&self, name: &str) -> Result<Vec<u8>, UploadError> {
@@ -476,6 +548,48 @@ impl AssetStore for AzureBlobStore {
             message: redact_sas(&format!("{what}: {}", error_chain(&e))),
         })))
     }
+}
+
+impl AzureBlobStore {
+    /// The names of the blobs under `prefix`, in name order, without their metadata.
+    async fn list_names(
+        &self,
+        container: &BlobContainerClient,
+        prefix: &str,
+    ) -> Result<Vec<String>, UploadError> {
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: Some(prefix.to_owned()),
+            ..Default::default()
+        };
+        let mut pager = container
+            .list_blobs(Some(options))
+            .map_err(|e| self.classify("list blobs", e))?;
+        let mut names = Vec::new();
+        while let Some(item) = pager
+            .try_next()
+            .await
+            .map_err(|e| self.classify("list blobs", e))?
+        {
+            names.extend(item.name);
+        }
+        Ok(names)
+    }
+}
+
+/// The longest common prefix of `texts` (ASCII names).
+fn common_prefix(texts: &[String]) -> &str {
+    let Some(first) = texts.first() else {
+        return "";
+    };
+    let len = texts.iter().fold(first.len(), |len, t| {
+        first
+            .bytes()
+            .zip(t.bytes())
+            .take(len)
+            .take_while(|(a, b)| a == b)
+            .count()
+    });
+    &first[..len]
 }
 
 fn content_type(extension: &str) -> &'static str {

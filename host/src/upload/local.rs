@@ -9,6 +9,9 @@
 //! segment (same metadata and bytes: a re-upload after a crash) and otherwise refused as a
 //! `Conflict`, so a second writer on the same asset name never replaces the first one's blob.
 //! A crash leaves at most a `*.partial` file, which listings ignore.
+//!
+//! Gap records ([`super::gaps`]) are files in `<root>/<asset>/gaps/`, put in place the same
+//! way (a synced `*.partial`, then `link(2)`): a name already there is the same gap.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,7 +21,10 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
+use super::gaps::{self, GAPS_DIR};
 use super::{AssetStore, ByteStream, SegmentUpload, StoredBlob, UploadError};
+use crate::cache::Gap;
+use crate::time::Ticks90k;
 
 const PARTIAL: &str = ".partial";
 const META: &str = ".json";
@@ -220,17 +226,74 @@ impl LocalStore {
         };
         let mut names = Vec::new();
         for entry in entries {
-            let file = entry
-                .map_err(self.err(&dir))?
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
+            let entry = entry.map_err(self.err(&dir))?;
+            // The gap records' folder (and anything else that is not a file) is no blob.
+            if entry.file_type().map_err(self.err(&dir))?.is_dir() {
+                continue;
+            }
+            let file = entry.file_name().to_string_lossy().into_owned();
             if !file.ends_with(PARTIAL) && !file.ends_with(META) {
                 names.push(format!("{asset}/{file}"));
             }
         }
         names.sort();
         names.iter().map(|n| self.read_blob(n)).collect()
+    }
+
+    fn write_gaps(&self, asset: &str, gaps: &[Gap]) -> Result<(), UploadError> {
+        let dir = self.root.join(asset).join(GAPS_DIR);
+        let mut created = false;
+        for gap in gaps {
+            let path = self.root.join(gaps::record_name(asset, gap));
+            if path.exists() {
+                continue;
+            }
+            if !created {
+                fs::create_dir_all(&dir).map_err(self.err(&dir))?;
+            }
+            let tmp = unique_partial(&path);
+            let placed =
+                write_synced(&tmp, &gaps::record_json(gap)).and_then(|()| {
+                    match link_new(&tmp, &path) {
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                        other => other,
+                    }
+                });
+            let _ = fs::remove_file(&tmp);
+            placed.map_err(self.err(&path))?;
+            created = true;
+        }
+        if created {
+            fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(self.err(&dir))?;
+        }
+        Ok(())
+    }
+
+    fn read_gaps(
+        &self,
+        asset: &str,
+        from: Ticks90k,
+        to: Ticks90k,
+    ) -> Result<Vec<Gap>, UploadError> {
+        let dir = self.root.join(asset).join(GAPS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(&dir)(e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let file = entry.map_err(self.err(&dir))?.file_name();
+            if let Some(gap) = file.to_str().and_then(gaps::parse_record_file)
+                && gaps::overlaps(&gap, from, to)
+            {
+                found.push(gap);
+            }
+        }
+        gaps::normalize(&mut found);
+        Ok(found)
     }
 }
 
@@ -251,6 +314,23 @@ impl AssetStore for LocalStore {
     async fn list_asset(&self, asset: &str) -> Result<Vec<StoredBlob>, UploadError> {
         let asset = asset.to_owned();
         self.blocking(move |store| store.list(&asset)).await
+    }
+
+    async fn put_gaps(&self, asset: &str, gaps: &[Gap]) -> Result<(), UploadError> {
+        let (asset, gaps) = (asset.to_owned(), gaps.to_vec());
+        self.blocking(move |store| store.write_gaps(&asset, &gaps))
+            .await
+    }
+
+    async fn list_gaps(
+        &self,
+        asset: &str,
+        from: Ticks90k,
+        to: Ticks90k,
+    ) -> Result<Vec<Gap>, UploadError> {
+        let asset = asset.to_owned();
+        self.blocking(move |store| store.read_gaps(&asset, from, to))
+            .await
     }
 
     async fn read_blob(&self, name: &str) -> Result<Vec<u8>, UploadError> {
@@ -530,6 +610,70 @@ mod tests {
             .filter(|n| n.ends_with(PARTIAL))
             .collect();
         assert!(names.is_empty(), "leftovers: {names:?}");
+    }
+
+    #[tokio::test]
+    async fn gap_records_are_idempotent_listed_by_range_and_are_not_blobs() {
+        use crate::cache::GapCause;
+        let cache = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(root.path().to_owned());
+        store.prepare().await.unwrap();
+        store
+            .put_segment(segment(cache.path(), 1, b"media"))
+            .await
+            .unwrap();
+        let t = |s: i64| Ticks90k::from_secs(1_700_000_000 + s);
+        let offline = Gap {
+            start: t(60),
+            end: t(90),
+            cause: GapCause::CameraOffline,
+        };
+        let crash = Gap {
+            start: t(300),
+            end: t(302),
+            cause: GapCause::Crash,
+        };
+        store.put_gaps("asset-1", &[crash, offline]).await.unwrap();
+        let file = root.path().join(gaps::record_name("asset-1", &offline));
+        let first = fs::metadata(&file).unwrap();
+        // Again, after a restart: the same records, none added, none rewritten.
+        store.put_gaps("asset-1", &[offline, crash]).await.unwrap();
+        let again = fs::metadata(&file).unwrap();
+        {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(
+                (first.ino(), first.mtime_nsec()),
+                (again.ino(), again.mtime_nsec())
+            );
+        }
+        let record: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+        assert_eq!(record["cause"], "CameraOffline");
+        assert_eq!(record["startUtc"], t(60).to_rfc3339_millis());
+        fs::write(file.with_extension("json.00.partial"), b"torn").unwrap();
+
+        let all = store.list_gaps("asset-1", t(0), t(1000)).await.unwrap();
+        assert_eq!(all, vec![offline, crash], "by start, no leftovers");
+        assert_eq!(
+            store.list_gaps("asset-1", t(80), t(100)).await.unwrap(),
+            vec![offline]
+        );
+        assert!(
+            store
+                .list_gaps("asset-1", t(90), t(300))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .list_gaps("other", t(0), t(1000))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let blobs = store.list_asset("asset-1").await.unwrap();
+        assert_eq!(blobs.len(), 1, "the gaps folder is not a blob: {blobs:?}");
     }
 
     #[tokio::test]

@@ -4,11 +4,13 @@
 //! `file:///dir`, the default, and [`azure::AzureBlobStore`]), the asset-store configuration
 //! (flags, connection strings, SAS signing) and the per-sink [`uploader`]. It must not write,
 //! seal or evict cache files: the cache owns them, the uploader only reads sealed segments and
-//! marks them uploaded once the store has verifiably kept them.
+//! marks them uploaded once the store has verifiably kept them. Beside the blobs a store keeps
+//! the asset's gap records ([`gaps`]), which the uploader copies from the cache's `gaps.log`.
 
 pub mod azure;
 pub mod cli;
 pub mod config;
+pub mod gaps;
 pub mod local;
 mod sas;
 pub mod uploader;
@@ -21,6 +23,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::cache::Gap;
 use crate::time::{Duration90k, TICKS_PER_SECOND, Ticks90k};
 
 /// Segments closer than one frame (at 25 fps) are one recording: within a run the recorder
@@ -116,6 +119,14 @@ impl UploadError {
     }
 }
 
+/// The second of `t` as `yyyyMMddTHHmmssZ` (UTC), the time-ordered start of store names.
+pub fn utc_stamp(t: Ticks90k) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(t.as_unix_secs())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    t.format(&fmt).unwrap_or_default()
+}
+
 /// What the store records about one segment; written as blob metadata and read back to verify.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentFacts {
@@ -136,14 +147,13 @@ impl SegmentFacts {
     /// one second are ordered by run, then sequence), and a re-upload of the same segment after
     /// a crash lands on the same name, so it overwrites instead of duplicating.
     pub fn blob_name(&self) -> String {
-        let secs = self.start.as_unix_secs();
-        let t = time::OffsetDateTime::from_unix_timestamp(secs)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-        let stamp = t.format(&fmt).unwrap_or_default();
         format!(
-            "{}/{stamp}-r{:010}-s{:010}.{}",
-            self.asset, self.run, self.sequence, self.extension
+            "{}/{}-r{:010}-s{:010}.{}",
+            self.asset,
+            utc_stamp(self.start),
+            self.run,
+            self.sequence,
+            self.extension
         )
     }
 
@@ -231,8 +241,20 @@ pub trait AssetStore: Send + Sync {
     /// verifies what the store kept before returning.
     async fn put_segment(&self, segment: SegmentUpload) -> Result<StoredBlob, UploadError>;
 
-    /// The blobs of one asset, in name order (= time order).
+    /// The blobs of one asset, in name order (= time order). Gap records are not blobs.
     async fn list_asset(&self, asset: &str) -> Result<Vec<StoredBlob>, UploadError>;
+
+    /// Keeps gap records of `asset` ([`gaps`]). Idempotent: a gap already stored (this very
+    /// gap: the record's name is the gap) is left as it is.
+    async fn put_gaps(&self, asset: &str, gaps: &[Gap]) -> Result<(), UploadError>;
+
+    /// The gap records of `asset` that touch `[from, to)` ([`gaps::overlaps`]), by start.
+    async fn list_gaps(
+        &self,
+        asset: &str,
+        from: Ticks90k,
+        to: Ticks90k,
+    ) -> Result<Vec<Gap>, UploadError>;
 
     /// The content of one blob (segments are bounded by segmentLength, so this fits memory);
     /// for checking what the store holds. Serving uses [`AssetStore::read_blob_range`].

@@ -8,7 +8,13 @@
 //! exponentially with jitter and reports each failure as a `StorageError` diagnostic. On stop it
 //! flushes the backlog for a bounded time; what is left stays in the cache for the next start.
 //! It never deletes or evicts anything: eviction is the cache's decision.
+//!
+//! Between segments it copies the gaps the cache recorded (`Cache::gaps`) into the store's gap
+//! records of the asset (`AssetStore::put_gaps`, idempotent), so they outlive the cache. Only
+//! between attempts: a segment evicted while it is being uploaded gets an `EvictedBeforeUpload`
+//! gap that its successful upload takes back, and by the next copy that has happened.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{AssetStore, SegmentFacts, SegmentUpload, UploadError};
-use crate::cache::{Cache, SegmentMeta};
+use crate::cache::{Cache, Gap, SegmentMeta};
 use crate::events::catalog::{self, RecordingOutput};
 use crate::events::{Event, EventBus};
 use crate::retry::Backoff;
@@ -185,6 +191,7 @@ impl Uploader {
             stop: stop_rx,
             available: false,
             mark_failing: false,
+            gaps_stored: HashSet::new(),
         };
         let task = tokio::spawn(worker.run());
         Self { stop, task, status }
@@ -229,6 +236,8 @@ struct Worker {
     available: bool,
     /// Marking segments uploaded fails (the cache's disk); reported once per episode.
     mark_failing: bool,
+    /// The cache's gaps already in the store's gap records (by this process).
+    gaps_stored: HashSet<Gap>,
 }
 
 /// Outcome of one attempt at the oldest pending segment.
@@ -257,6 +266,12 @@ impl Worker {
                         continue;
                     }
                 }
+            }
+            if let Err(e) = self.store_gaps().await {
+                failures += 1;
+                self.report_failure(None, &e, failures);
+                self.pause(self.backoff(failures)).await;
+                continue;
             }
             let Some(oldest) = pending.first().cloned() else {
                 self.pause(self.policy.poll_interval).await;
@@ -341,11 +356,38 @@ impl Worker {
                 }
             }
         };
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, self.store_gaps()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.report_failure(None, &e, failures + 1),
+            Err(_) => {
+                tracing::warn!(target: "upload", subject = %self.target.subject, "gaps not stored before the flush deadline; the next start stores them")
+            }
+        }
         self.pending();
         StopReport {
             status: self.status_snapshot(),
             drained,
         }
+    }
+
+    /// Copies the cache's gaps the store does not have yet into its gap records.
+    async fn store_gaps(&mut self) -> Result<(), UploadError> {
+        let gaps = self.cache.gaps();
+        let new: Vec<Gap> = gaps
+            .iter()
+            .filter(|g| !self.gaps_stored.contains(g))
+            .copied()
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.store.put_gaps(&self.target.asset, &new).await?;
+        tracing::debug!(target: "upload", subject = %self.target.subject, gaps = new.len(), "gap records stored");
+        // Only what the cache still holds can come again.
+        self.gaps_stored.retain(|g| gaps.contains(g));
+        self.gaps_stored.extend(new);
+        Ok(())
     }
 
     async fn attempt(&mut self, segment: &SegmentMeta) -> Attempt {
@@ -716,6 +758,62 @@ mod tests {
             first.elapsed()
         );
         uploader.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_caches_gaps_are_stored_once_with_the_asset_and_outlive_the_cache() {
+        use crate::cache::GapCause;
+        let root = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::new(root.path().to_owned()));
+        let segments = Segments::new();
+        segments.add(1);
+        let t = |s: i64| Ticks90k::from_secs(1_700_000_000 + s);
+        let offline = Gap {
+            start: t(60),
+            end: t(75),
+            cause: GapCause::CameraOffline,
+        };
+        segments.cache.record_gap(offline).unwrap();
+        let all = || store.list_gaps("asset-1", t(0), t(10_000));
+        let spawn = || {
+            Uploader::spawn(
+                target(Duration::from_secs(30)),
+                fast_policy(),
+                store.clone(),
+                segments.cache.clone(),
+                EventBus::new(),
+            )
+        };
+        let uploader = spawn();
+        wait_for("the segment", || uploader.status().uploaded_segments == 1).await;
+        // A gap recorded while the uploader runs goes up too, without a segment after it.
+        let crash = Gap {
+            start: t(90),
+            end: t(91),
+            cause: GapCause::Crash,
+        };
+        segments.cache.record_gap(crash).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while all().await.unwrap().len() < 2 {
+            assert!(Instant::now() < deadline, "gaps not stored");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(uploader.stop().await.drained);
+        assert_eq!(all().await.unwrap(), vec![offline, crash]);
+
+        // The next start sends them again: the same two records.
+        let uploader = spawn();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        uploader.stop().await;
+        assert_eq!(all().await.unwrap(), vec![offline, crash]);
+
+        // The cache is gone; the asset keeps its gaps.
+        drop(segments);
+        let fresh = LocalStore::new(root.path().to_owned());
+        assert_eq!(
+            fresh.list_gaps("asset-1", t(0), t(10_000)).await.unwrap(),
+            vec![offline, crash]
+        );
     }
 
     #[tokio::test]

@@ -262,6 +262,72 @@ async fn listings_availability_and_playlists_are_answered() {
 }
 
 #[tokio::test]
+async fn gaps_are_answered_from_the_stored_records_with_their_causes() {
+    use crate::cache::{Gap, GapCause};
+    let (pb, _, _, _dir) = store().await;
+    let t = |s: i64| Ticks90k::from_secs(1_700_000_000 + s);
+    let gaps = [
+        Gap {
+            start: t(30),
+            end: t(95),
+            cause: GapCause::CameraOffline,
+        },
+        Gap {
+            start: t(400),
+            end: t(402),
+            cause: GapCause::Crash,
+        },
+    ];
+    pb.store.put_gaps("cam", &gaps).await.unwrap();
+    let range = |a: i64, b: i64| {
+        format!(
+            "/assets/cam/gaps?startTime={}&endTime={}",
+            t(a).to_rfc3339_millis(),
+            t(b).to_rfc3339_millis()
+        )
+    };
+    let a = call(&pb, "GET", &range(0, 3600), None).await;
+    assert_eq!(
+        (a.status, a.header("content-type")),
+        (200, "application/json")
+    );
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"gaps": [
+            {"start": t(30).to_rfc3339_millis(), "end": t(95).to_rfc3339_millis(), "cause": "CameraOffline"},
+            {"start": t(400).to_rfc3339_millis(), "end": t(402).to_rfc3339_millis(), "cause": "Crash"},
+        ]})
+    );
+    // Unclipped: a range inside the hole reports the whole gap.
+    let a = call(&pb, "GET", &range(60, 61), None).await;
+    let v: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(v["gaps"][0]["start"], t(30).to_rfc3339_millis());
+    assert_eq!(v["gaps"].as_array().unwrap().len(), 1);
+    let a = call(&pb, "GET", &range(100, 399), None).await;
+    assert_eq!(a.body, br#"{"gaps":[]}"#);
+    let a = call(
+        &pb,
+        "GET",
+        "/assets/idle/gaps?startTime=2023-01-01&endTime=2023-01-02",
+        None,
+    )
+    .await;
+    assert_eq!((a.status, a.body.as_slice()), (200, &br#"{"gaps":[]}"#[..]));
+    let a = call(&pb, "GET", "/assets/cam/gaps?startTime=2023-01-01", None).await;
+    assert_eq!(a.status, 400);
+    assert!(String::from_utf8_lossy(&a.body).contains("MissingParameter"));
+    let a = call(
+        &pb,
+        "GET",
+        "/assets/a.b/gaps?startTime=2023-01-01&endTime=2023-01-02",
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 400);
+}
+
+#[tokio::test]
 async fn names_from_urls_never_reach_the_store_unchecked() {
     let (pb, _, _, _dir) = store().await;
     for target in [
