@@ -128,8 +128,22 @@ async fn blocks_metadata_listing_verification_and_idempotent_reupload() {
     assert_eq!(store.read_blob(&listed[2].name).await.unwrap(), b"third");
     assert!(store.list_asset("cam-2").await.unwrap().is_empty());
 
-    // Gap records: beside the blobs, idempotent, listed by range, never listed as blobs.
+    // Listing by time range (through the names' time prefixes), and by spans.
     let t = |s: i64| Ticks90k::from_secs(1_800_000_000 + s);
+    let in_range = store.list_range("cam-1", t(65), t(70)).await.unwrap();
+    assert!(in_range.asset_has_blobs);
+    assert_eq!(in_range.items, vec![listed[1].clone()]);
+    let spans = store.spans("cam-1", t(0), t(3600)).await.unwrap();
+    assert_eq!(
+        spans.items,
+        listed.iter().map(|b| b.span().unwrap()).collect::<Vec<_>>()
+    );
+    let hole = store.list_range("cam-1", t(-3600), t(0)).await.unwrap();
+    assert!(hole.items.is_empty() && hole.asset_has_blobs);
+    let unknown = store.list_range("cam-2", t(0), t(100)).await.unwrap();
+    assert!(unknown.items.is_empty() && !unknown.asset_has_blobs);
+
+    // Gap records: beside the blobs, idempotent, listed by range, never listed as blobs.
     let offline = Gap {
         start: t(90),
         end: t(130),

@@ -38,17 +38,22 @@ pub fn recorded_spans(asset: &str, blobs: &[StoredBlob]) -> Result<Vec<Span>, Pl
     if blobs.is_empty() {
         return Err(PlaybackError::AssetNotFound(asset.to_owned()));
     }
-    let mut spans: Vec<Span> = blobs
-        .iter()
-        .filter_map(StoredBlob::span)
-        .filter(|(start, end)| start < end)
-        .map(|(start, end)| Span { start, end })
-        .collect();
+    let spans = merged(blobs.iter().filter_map(StoredBlob::span));
     if spans.is_empty() {
         return Err(PlaybackError::NotRecorded(asset.to_owned()));
     }
+    Ok(spans)
+}
+
+/// Blob spans `(start, end)` sorted and merged as [`recorded_spans`] does (empty ones dropped).
+pub fn merged(spans: impl IntoIterator<Item = (Ticks90k, Ticks90k)>) -> Vec<Span> {
+    let mut spans: Vec<Span> = spans
+        .into_iter()
+        .filter(|(start, end)| start < end)
+        .map(|(start, end)| Span { start, end })
+        .collect();
     spans.sort_by_key(|s| s.start);
-    Ok(merge(spans))
+    merge(spans)
 }
 
 fn merge(sorted: Vec<Span>) -> Vec<Span> {
@@ -191,6 +196,25 @@ impl AvailabilityQuery {
             first,
             last,
         })
+    }
+
+    /// The instants the answer depends on, `[from, to)`: only blobs overlapping them need to
+    /// be listed. Unbounded ends (year precision) are the extremes.
+    pub fn bounds(&self) -> (Ticks90k, Ticks90k) {
+        match *self {
+            AvailabilityQuery::Full { start, end } => (start, end + Duration90k(1)),
+            AvailabilityQuery::Units {
+                precision,
+                first,
+                last,
+            } => (
+                first
+                    .and_then(|u| unit_start(precision, u))
+                    .unwrap_or(Ticks90k(i64::MIN)),
+                last.and_then(|u| unit_start(precision, u + 1))
+                    .unwrap_or(Ticks90k(i64::MAX)),
+            ),
+        }
     }
 
     /// The answer for an asset's merged spans (from [`recorded_spans`]).
@@ -365,6 +389,22 @@ fn month_unit(year: i32, month: Month) -> i64 {
 fn utc(t: Ticks90k) -> OffsetDateTime {
     let nanos = i128::from(t.0) * 1_000_000_000 / i128::from(TICKS_PER_SECOND);
     OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Midnight UTC of the first day of `unit`; `None` outside the calendar's range.
+fn unit_start(precision: Precision, unit: i64) -> Option<Ticks90k> {
+    let date = match precision {
+        Precision::Year => Date::from_calendar_date(i32::try_from(unit).ok()?, Month::January, 1),
+        Precision::Month => Date::from_calendar_date(
+            i32::try_from(unit.div_euclid(12)).ok()?,
+            Month::try_from(u8::try_from(unit.rem_euclid(12) + 1).ok()?).ok()?,
+            1,
+        ),
+        Precision::Day | Precision::Full => Date::from_julian_day(i32::try_from(unit).ok()?),
+    }
+    .ok()?;
+    let secs = date.midnight().assume_utc().unix_timestamp();
+    Some(Ticks90k(secs.checked_mul(TICKS_PER_SECOND)?))
 }
 
 fn unit_of(precision: Precision, t: Ticks90k) -> i64 {

@@ -602,11 +602,13 @@ impl Clip {
         asset: &AssetName,
         range: ClipRange,
     ) -> Result<Self, PlaybackError> {
-        let listing = store.list_asset(asset.as_str()).await?;
-        if listing.is_empty() {
+        let listing = store
+            .list_range(asset.as_str(), range.start, range.end)
+            .await?;
+        if !listing.asset_has_blobs {
             return Err(PlaybackError::AssetNotFound(asset.as_str().to_owned()));
         }
-        let mut pending = overlapping(&listing, range);
+        let mut pending = overlapping(&listing.items, range);
         drop(listing);
         let mut timeline = Timeline::new(range);
         while let Some(blob) = pending.pop_front() {

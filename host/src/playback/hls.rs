@@ -17,7 +17,7 @@ use super::available::{check_span, param, parse_instant};
 use super::{BlobFile, PlaybackError, encode_segment};
 use crate::time::{Duration90k, Ticks90k};
 use crate::topology::AssetName;
-use crate::upload::{SEAM_TOLERANCE, StoredBlob};
+use crate::upload::{AssetStore, InRange, SEAM_TOLERANCE, StoredBlob, UploadError};
 
 const RECENT: Duration90k = Duration90k::from_secs(4 * 3600);
 const MAX_SPAN: Duration90k = Duration90k::from_secs(24 * 3600);
@@ -87,6 +87,57 @@ impl PlaylistRange {
                 Ok(PlaylistRange::Between(s, e))
             }
         }
+    }
+}
+
+impl PlaylistRange {
+    /// The blobs the range can choose from ([`segments`] picks them), listed by time range.
+    /// The most recent four hours recorded are found from the newest blob: the blobs of the
+    /// last four hours before `now` tell it when there are any, the spans of the whole asset
+    /// otherwise.
+    pub async fn listing(
+        self,
+        store: &dyn AssetStore,
+        asset: &AssetName,
+        now: Ticks90k,
+    ) -> Result<InRange<StoredBlob>, UploadError> {
+        let asset = asset.as_str();
+        let (from, to) = match self {
+            PlaylistRange::Between(s, e) => (s, e),
+            PlaylistRange::Since(s) => (s, Ticks90k(i64::MAX)),
+            PlaylistRange::Recent => {
+                let recent = store
+                    .list_range(asset, now + -RECENT, Ticks90k(i64::MAX))
+                    .await?;
+                let newest = match recent
+                    .items
+                    .iter()
+                    .filter_map(|b| b.span())
+                    .max_by_key(|s| s.1)
+                {
+                    Some((_, end)) => end,
+                    None => {
+                        let all = store
+                            .spans(asset, Ticks90k(i64::MIN), Ticks90k(i64::MAX))
+                            .await?;
+                        match all.items.iter().map(|s| s.1).max() {
+                            Some(end) => end,
+                            None => {
+                                return Ok(InRange {
+                                    items: Vec::new(),
+                                    asset_has_blobs: all.asset_has_blobs,
+                                });
+                            }
+                        }
+                    }
+                };
+                if newest >= now {
+                    return Ok(recent);
+                }
+                (newest + -RECENT, newest + Duration90k(1))
+            }
+        };
+        store.list_range(asset, from, to).await
     }
 }
 

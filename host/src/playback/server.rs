@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::TryStreamExt;
 
-use super::available::{AvailabilityQuery, param, parse_instant, recorded_spans};
+use super::available::{AvailabilityQuery, merged, param, parse_instant, recorded_spans};
 use super::export::{Clip, ClipRange, DEFAULT_MAX_SPAN_SECS, GAPS_HEADER, GAPS_POLICY};
 use super::gaps::{self, GapQuery};
 use super::hls::{PlaylistRange, manifest_params, playlist, segments};
@@ -37,7 +37,7 @@ use super::{BlobFile, PlaybackError, asset_name, decode_component, encode_segmen
 use crate::sync::LockExt;
 use crate::time::Ticks90k;
 use crate::topology::AssetName;
-use crate::upload::{AssetStore, StoredBlob, UploadError};
+use crate::upload::{AssetStore, UploadError};
 
 const PAGE: &str = include_str!("page.html");
 /// Blobs whose first-fragment offset is remembered; past this the memory starts over (a
@@ -81,8 +81,11 @@ impl Playback {
         })
     }
 
-    async fn listing(&self, asset: &AssetName) -> Result<Vec<StoredBlob>, PlaybackError> {
-        Ok(self.store.list_asset(asset.as_str()).await?)
+    /// Why an asset the store has no indexed blob of cannot be answered: unknown (404), or its
+    /// blobs carry no span metadata (400). Lists the asset, which then holds nothing playable.
+    async fn without_blobs(&self, asset: &AssetName) -> Result<(), PlaybackError> {
+        let blobs = self.store.list_asset(asset.as_str()).await?;
+        recorded_spans(asset.as_str(), &blobs).map(drop)
     }
 
     fn remember(&self, name: &str, shape: Shape) {
@@ -261,15 +264,15 @@ async fn available(
 ) -> Result<Response, PlaybackError> {
     let asset = asset_name(asset)?;
     let query = AvailabilityQuery::parse(params)?;
-    let blobs = playback.listing(&asset).await?;
+    let (from, to) = query.bounds();
+    let found = playback.store.spans(asset.as_str(), from, to).await?;
     // The served assets are the running graph's own: LVA creates a sink's asset when the graph
     // activates, so until the first upload it has no media rather than not existing (a 404
     // there is an error in the page's console every refresh).
-    if blobs.is_empty() && playback.assets.contains(&asset) {
-        return Ok(json(&query.answer(&[])));
+    if !found.asset_has_blobs && !playback.assets.contains(&asset) {
+        playback.without_blobs(&asset).await?;
     }
-    let spans = recorded_spans(asset.as_str(), &blobs)?;
-    Ok(json(&query.answer(&spans)))
+    Ok(json(&query.answer(&merged(found.items))))
 }
 
 /// The clip is streamed fragment by fragment; errors found before the first byte (bad range,
@@ -327,7 +330,10 @@ async fn segment_list(
         _ => PlaylistRange::Recent,
     };
     let base = format!("/assets/{}/blobs", encode_segment(asset.as_str()));
-    let list: Vec<serde_json::Value> = segments(&playback.listing(&asset).await?, range)
+    let listing = range
+        .listing(playback.store.as_ref(), &asset, Ticks90k::now())
+        .await?;
+    let list: Vec<serde_json::Value> = segments(&listing.items, range)
         .into_iter()
         .map(|s| {
             serde_json::json!({
@@ -347,12 +353,15 @@ async fn hls(
     key: Option<SegmentQuery>,
 ) -> Result<Response, PlaybackError> {
     let asset = asset_name(asset)?;
-    let range = PlaylistRange::parse(params, Ticks90k::now())?;
-    let blobs = playback.listing(&asset).await?;
-    recorded_spans(asset.as_str(), &blobs)?;
+    let now = Ticks90k::now();
+    let range = PlaylistRange::parse(params, now)?;
+    let listing = range.listing(playback.store.as_ref(), &asset, now).await?;
+    if !listing.asset_has_blobs {
+        playback.without_blobs(&asset).await?;
+    }
     let text = playlist(
         &asset,
-        &segments(&blobs, range),
+        &segments(&listing.items, range),
         key.as_ref().map(|k| k.0.as_str()),
     );
     Ok((

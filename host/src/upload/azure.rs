@@ -40,11 +40,11 @@ use sha2::{Digest, Sha256};
 use super::config::{AzureCredential, AzureSpec, TransferPolicy};
 use super::gaps::{self, GAPS_DIR};
 use super::{
-    AssetStore, AzureFailure, ByteStream, SegmentUpload, StoredBlob, UploadError, hex, sas,
+    AssetStore, AzureFailure, ByteStream, InRange, SegmentUpload, StoredBlob, UploadError, hex, sas,
 };
 use crate::cache::Gap;
 use crate::sync::LockExt;
-use crate::time::Ticks90k;
+use crate::time::{Duration90k, Ticks90k};
 
 pub struct AzureBlobStore {
     spec: AzureSpec,
@@ -380,43 +380,56 @@ impl AssetStore for AzureBlobStore {
 
     async fn list_asset(&self, asset: &str) -> Result<Vec<StoredBlob>, UploadError> {
         let container = self.container()?;
-        let options = BlobContainerClientListBlobsOptions {
-            prefix: Some(format!("{asset}/")),
-            include: Some(vec![ListBlobsIncludeItem::Metadata]),
-            ..Default::default()
-        };
-        let mut pager = container
-            .list_blobs(Some(options))
-            .map_err(|e| self.classify("list blobs", e))?;
-        let mut blobs = Vec::new();
-        while let Some(item) = pager
-            .try_next()
-            .await
-            .map_err(|e| self.classify("list blobs", e))?
-        {
-            let name = item.name.unwrap_or_default();
-            // Gap records (`<asset>/gaps/...`) are below the asset's prefix but are no blobs.
-            if name
-                .get(asset.len() + 1..)
-                .is_some_and(|rest| rest.contains('/'))
-            {
-                continue;
-            }
-            let bytes = item.properties.and_then(|p| p.content_length).unwrap_or(0);
-            let metadata = item
-                .metadata
-                .and_then(|m| m.values)
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            blobs.push(StoredBlob {
-                name,
-                bytes,
-                metadata,
-            });
-        }
+        let mut blobs = self.list_blobs(&container, &format!("{asset}/")).await?;
         blobs.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(blobs)
+    }
+
+    async fn list_range(
+        &self,
+        asset: &str,
+        from: Ticks90k,
+        to: Ticks90k,
+    ) -> Result<InRange<StoredBlob>, UploadError> {
+        let container = self.container()?;
+        let earliest = Ticks90k(from.0.saturating_sub(LONGEST_BLOB.0));
+        let listed = match time_prefixes(earliest, to) {
+            Some(prefixes) => {
+                let prefixes: Vec<String> =
+                    prefixes.iter().map(|p| format!("{asset}/{p}")).collect();
+                futures::future::try_join_all(
+                    prefixes.iter().map(|p| self.list_blobs(&container, p)),
+                )
+                .await?
+                .concat()
+            }
+            None => self.list_blobs(&container, &format!("{asset}/")).await?,
+        };
+        let mut items: Vec<StoredBlob> = listed
+            .into_iter()
+            .filter(|b| b.span().is_some_and(|(s, e)| s < to && e > from))
+            .collect();
+        items.sort_by(|a, b| a.name.cmp(&b.name));
+        let asset_has_blobs = !items.is_empty() || self.has_blobs(&container, asset).await?;
+        Ok(InRange {
+            items,
+            asset_has_blobs,
+        })
+    }
+
+    async fn spans(
+        &self,
+        asset: &str,
+        from: Ticks90k,
+        to: Ticks90k,
+    ) -> Result<InRange<(Ticks90k, Ticks90k)>, UploadError> {
+        let listed = self.list_range(asset, from, to).await?;
+        let mut items: Vec<_> = listed.items.iter().filter_map(StoredBlob::span).collect();
+        items.sort();
+        Ok(InRange {
+            items,
+            asset_has_blobs: listed.asset_has_blobs,
+        })
     }
 
     async fn put_gaps(&self, asset: &str, gaps: &[Gap]) -> Result<(), UploadError> {
@@ -551,6 +564,69 @@ impl AssetStore for AzureBlobStore {
 }
 
 impl AzureBlobStore {
+    /// The blobs under `prefix` (`<asset>/...`) with their metadata, in name order; gap
+    /// records (`<asset>/gaps/...`, below the asset's prefix) are no blobs.
+    async fn list_blobs(
+        &self,
+        container: &BlobContainerClient,
+        prefix: &str,
+    ) -> Result<Vec<StoredBlob>, UploadError> {
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: Some(prefix.to_owned()),
+            include: Some(vec![ListBlobsIncludeItem::Metadata]),
+            ..Default::default()
+        };
+        let mut pager = container
+            .list_blobs(Some(options))
+            .map_err(|e| self.classify("list blobs", e))?;
+        let mut blobs = Vec::new();
+        while let Some(item) = pager
+            .try_next()
+            .await
+            .map_err(|e| self.classify("list blobs", e))?
+        {
+            let name = item.name.unwrap_or_default();
+            if !is_blob_name(&name) {
+                continue;
+            }
+            let bytes = item.properties.and_then(|p| p.content_length).unwrap_or(0);
+            let metadata = item
+                .metadata
+                .and_then(|m| m.values)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            blobs.push(StoredBlob {
+                name,
+                bytes,
+                metadata,
+            });
+        }
+        Ok(blobs)
+    }
+
+    /// Whether `asset` has any blob: its first name (blobs, which start with a digit, sort
+    /// before the `gaps/` folder).
+    async fn has_blobs(
+        &self,
+        container: &BlobContainerClient,
+        asset: &str,
+    ) -> Result<bool, UploadError> {
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: Some(format!("{asset}/")),
+            maxresults: Some(1),
+            ..Default::default()
+        };
+        let mut pager = container
+            .list_blobs(Some(options))
+            .map_err(|e| self.classify("list blobs", e))?;
+        let first = pager
+            .try_next()
+            .await
+            .map_err(|e| self.classify("list blobs", e))?;
+        Ok(first.and_then(|b| b.name).is_some_and(|n| is_blob_name(&n)))
+    }
+
     /// The names of the blobs under `prefix`, in name order, without their metadata.
     async fn list_names(
         &self,
@@ -574,6 +650,52 @@ impl AzureBlobStore {
         }
         Ok(names)
     }
+}
+
+/// A blob is `<asset>/<file>`; anything deeper below the asset (its gap records) is not.
+fn is_blob_name(name: &str) -> bool {
+    name.split_once('/')
+        .is_some_and(|(_, file)| !file.is_empty() && !file.contains('/'))
+}
+
+/// Segments last at most twice the longest segmentLength (PT5M), so a blob that overlaps an
+/// instant starts at most this long before it.
+const LONGEST_BLOB: Duration90k = Duration90k::from_secs(2 * 300);
+/// A range listed by more name prefixes than this is listed whole.
+const MAX_PREFIXES: usize = 8;
+
+/// Blob names start with their UTC start second (`yyyyMMddTHHmmssZ`), so the blobs starting in
+/// `[from, to)` are among those named with the hour, day, month or year prefixes the range
+/// touches. The finest unit that needs at most [`MAX_PREFIXES`] listings; `None` when even
+/// years need more (list the whole asset).
+fn time_prefixes(from: Ticks90k, to: Ticks90k) -> Option<Vec<String>> {
+    const DAY: i64 = 86_400;
+    // (prefix length, a step no longer than the unit's shortest length)
+    let units = [(11, 3600), (8, DAY), (6, 28 * DAY), (4, 365 * DAY)];
+    let (first, last) = (from.as_unix_secs(), (to - Duration90k(1)).as_unix_secs());
+    // Before 1970 or after 9999 names are not dated this way; a range that long is listed whole.
+    if first < 0 || last >= 253_402_300_800 || last < first || last - first > 8 * 366 * DAY {
+        return None;
+    }
+    units.into_iter().find_map(|(len, step)| {
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut t = first;
+        loop {
+            let at = t.min(last);
+            let stamp = super::utc_stamp(Ticks90k::from_secs(at));
+            let prefix = &stamp[..len];
+            if prefixes.last().map(String::as_str) != Some(prefix) {
+                prefixes.push(prefix.to_owned());
+                if prefixes.len() > MAX_PREFIXES {
+                    return None;
+                }
+            }
+            if at == last {
+                return Some(prefixes);
+            }
+            t += step;
+        }
+    })
 }
 
 /// The longest common prefix of `texts` (ASCII names).
@@ -675,6 +797,47 @@ impl BlockReader {
 
 #[cfg(test)]
 mod tests {
+    use super::{Ticks90k, time_prefixes};
+
+    fn at(text: &str) -> Ticks90k {
+        let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .unwrap();
+        Ticks90k::from_secs(t.unix_timestamp())
+    }
+
+    #[test]
+    fn a_range_is_listed_by_the_finest_time_prefixes_that_stay_few() {
+        let p = |a, b| time_prefixes(at(a), at(b));
+        // A 4 h playlist (with the 10 min of a blob that started before it): hours.
+        assert_eq!(
+            p("2026-12-04T09:50:00Z", "2026-12-04T14:00:00Z").unwrap(),
+            [
+                "20261204T09",
+                "20261204T10",
+                "20261204T11",
+                "20261204T12",
+                "20261204T13"
+            ]
+        );
+        // 25 h across midnight: days.
+        assert_eq!(
+            p("2026-12-04T23:00:00Z", "2026-12-06T00:00:00Z").unwrap(),
+            ["20261204", "20261205"]
+        );
+        // 31 days: months; across a year end too.
+        assert_eq!(
+            p("2026-12-20T00:00:00Z", "2027-01-20T00:00:00Z").unwrap(),
+            ["202612", "202701"]
+        );
+        assert_eq!(
+            p("2020-01-01T00:00:00Z", "2026-01-01T00:00:00Z").unwrap(),
+            ["2020", "2021", "2022", "2023", "2024", "2025"]
+        );
+        // Unbounded (year precision without bounds): the whole asset.
+        assert_eq!(time_prefixes(Ticks90k(i64::MIN), Ticks90k(i64::MAX)), None);
+        assert_eq!(p("2000-01-01T00:00:00Z", "2026-01-01T00:00:00Z"), None);
+    }
+
     #[test]
     fn sas_signatures_are_redacted_from_messages() {
         let text =

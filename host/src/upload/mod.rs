@@ -220,6 +220,24 @@ impl StoredBlob {
     }
 }
 
+/// What an asset holds in a time range, and whether it holds any blob at all: an empty range
+/// of a recorded asset is a hole, of an asset without blobs an unknown asset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InRange<T> {
+    pub items: Vec<T>,
+    pub asset_has_blobs: bool,
+}
+
+impl<T> InRange<T> {
+    /// The answer for an asset without blobs.
+    pub fn no_asset() -> Self {
+        Self {
+            items: Vec::new(),
+            asset_has_blobs: false,
+        }
+    }
+}
+
 /// One segment to upload: its facts, the sealed file (read, never modified) and its length.
 pub struct SegmentUpload {
     pub facts: SegmentFacts,
@@ -243,6 +261,24 @@ pub trait AssetStore: Send + Sync {
 
     /// The blobs of one asset, in name order (= time order). Gap records are not blobs.
     async fn list_asset(&self, asset: &str) -> Result<Vec<StoredBlob>, UploadError>;
+
+    /// The blobs of `asset` whose media overlaps `[from, to)`, by start, found without reading
+    /// every blob of the asset (the local store's index, Azure's time-ordered name prefixes).
+    async fn list_range(
+        &self,
+        asset: &str,
+        from: Ticks90k,
+        to: Ticks90k,
+    ) -> Result<InRange<StoredBlob>, UploadError>;
+
+    /// As [`AssetStore::list_range`], only each blob's `(start, end)`: for questions over
+    /// long spans (availableMedia by year), where names and metadata would be most of the cost.
+    async fn spans(
+        &self,
+        asset: &str,
+        from: Ticks90k,
+        to: Ticks90k,
+    ) -> Result<InRange<(Ticks90k, Ticks90k)>, UploadError>;
 
     /// Keeps gap records of `asset` ([`gaps`]). Idempotent: a gap already stored (this very
     /// gap: the record's name is the gap) is left as it is.

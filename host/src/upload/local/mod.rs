@@ -21,9 +21,17 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
+mod index;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use index::{AssetIndex, BlobRecord, INDEX_FILE, Record};
+
 use super::gaps::{self, GAPS_DIR};
-use super::{AssetStore, ByteStream, SegmentUpload, StoredBlob, UploadError};
+use super::{AssetStore, ByteStream, InRange, SegmentUpload, StoredBlob, UploadError};
 use crate::cache::Gap;
+use crate::sync::LockExt;
 use crate::time::Ticks90k;
 
 const PARTIAL: &str = ".partial";
@@ -35,11 +43,41 @@ const READ_CHUNK: usize = 64 << 10;
 #[derive(Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    /// The asset indexes this store has loaded, by asset.
+    indexes: Arc<Mutex<HashMap<String, Arc<AssetIndex>>>>,
 }
 
 impl LocalStore {
     pub fn new(root: PathBuf) -> Self {
-        Self { root }
+        Self {
+            root,
+            indexes: Arc::default(),
+        }
+    }
+
+    fn index(&self, asset: &str) -> Arc<AssetIndex> {
+        self.indexes
+            .lock_unpoisoned()
+            .entry(asset.to_owned())
+            .or_insert_with(|| Arc::new(AssetIndex::new(&self.root, asset)))
+            .clone()
+    }
+
+    fn index_err(&self, asset: &str) -> impl FnOnce(std::io::Error) -> UploadError + use<> {
+        let path = self.root.join(asset).join(INDEX_FILE);
+        move |source| UploadError::Local { path, source }
+    }
+
+    /// Places the blob, then its index line (a crash between the two is repaired when the
+    /// index is next loaded).
+    fn store_blob(&self, segment: SegmentUpload) -> Result<StoredBlob, UploadError> {
+        let record = BlobRecord::of(&segment.facts, segment.bytes);
+        let asset = segment.facts.asset.clone();
+        let stored = self.write_blob(segment)?;
+        self.index(&asset)
+            .append(&[Record::Blob(record)])
+            .map_err(self.index_err(&asset))?;
+        Ok(stored)
     }
 
     /// Runs `job` with this store in the blocking pool: its file system calls block.
@@ -227,12 +265,13 @@ impl LocalStore {
         let mut names = Vec::new();
         for entry in entries {
             let entry = entry.map_err(self.err(&dir))?;
-            // The gap records' folder (and anything else that is not a file) is no blob.
+            // The gap records' folder (and anything else that is not a file) is no blob, and
+            // neither is the index.
             if entry.file_type().map_err(self.err(&dir))?.is_dir() {
                 continue;
             }
             let file = entry.file_name().to_string_lossy().into_owned();
-            if !file.ends_with(PARTIAL) && !file.ends_with(META) {
+            if !file.ends_with(PARTIAL) && !file.ends_with(META) && file != INDEX_FILE {
                 names.push(format!("{asset}/{file}"));
             }
         }
@@ -242,13 +281,13 @@ impl LocalStore {
 
     fn write_gaps(&self, asset: &str, gaps: &[Gap]) -> Result<(), UploadError> {
         let dir = self.root.join(asset).join(GAPS_DIR);
-        let mut created = false;
+        let mut created = Vec::new();
         for gap in gaps {
             let path = self.root.join(gaps::record_name(asset, gap));
             if path.exists() {
                 continue;
             }
-            if !created {
+            if created.is_empty() {
                 fs::create_dir_all(&dir).map_err(self.err(&dir))?;
             }
             let tmp = unique_partial(&path);
@@ -261,39 +300,17 @@ impl LocalStore {
                 });
             let _ = fs::remove_file(&tmp);
             placed.map_err(self.err(&path))?;
-            created = true;
+            created.push(Record::Gap(*gap));
         }
-        if created {
-            fs::File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(self.err(&dir))?;
+        if created.is_empty() {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    fn read_gaps(
-        &self,
-        asset: &str,
-        from: Ticks90k,
-        to: Ticks90k,
-    ) -> Result<Vec<Gap>, UploadError> {
-        let dir = self.root.join(asset).join(GAPS_DIR);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.err(&dir)(e)),
-        };
-        let mut found = Vec::new();
-        for entry in entries {
-            let file = entry.map_err(self.err(&dir))?.file_name();
-            if let Some(gap) = file.to_str().and_then(gaps::parse_record_file)
-                && gaps::overlaps(&gap, from, to)
-            {
-                found.push(gap);
-            }
-        }
-        gaps::normalize(&mut found);
-        Ok(found)
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(self.err(&dir))?;
+        self.index(asset)
+            .append(&created)
+            .map_err(self.index_err(asset))
     }
 }
 
@@ -308,7 +325,47 @@ impl AssetStore for LocalStore {
     }
 
     async fn put_segment(&self, segment: SegmentUpload) -> Result<StoredBlob, UploadError> {
-        self.blocking(move |store| store.write_blob(segment)).await
+        self.blocking(move |store| store.store_blob(segment)).await
+    }
+
+    async fn list_range(
+        &self,
+        asset: &str,
+        from: Ticks90k,
+        to: Ticks90k,
+    ) -> Result<InRange<StoredBlob>, UploadError> {
+        let asset = asset.to_owned();
+        self.blocking(move |store| {
+            let found = store
+                .index(&asset)
+                .blobs(from, to)
+                .map_err(store.index_err(&asset))?;
+            Ok(found.map_or_else(InRange::no_asset, |items| InRange {
+                items,
+                asset_has_blobs: true,
+            }))
+        })
+        .await
+    }
+
+    async fn spans(
+        &self,
+        asset: &str,
+        from: Ticks90k,
+        to: Ticks90k,
+    ) -> Result<InRange<(Ticks90k, Ticks90k)>, UploadError> {
+        let asset = asset.to_owned();
+        self.blocking(move |store| {
+            let found = store
+                .index(&asset)
+                .spans(from, to)
+                .map_err(store.index_err(&asset))?;
+            Ok(found.map_or_else(InRange::no_asset, |items| InRange {
+                items,
+                asset_has_blobs: true,
+            }))
+        })
+        .await
     }
 
     async fn list_asset(&self, asset: &str) -> Result<Vec<StoredBlob>, UploadError> {
@@ -329,8 +386,15 @@ impl AssetStore for LocalStore {
         to: Ticks90k,
     ) -> Result<Vec<Gap>, UploadError> {
         let asset = asset.to_owned();
-        self.blocking(move |store| store.read_gaps(&asset, from, to))
-            .await
+        self.blocking(move |store| {
+            let mut found = store
+                .index(&asset)
+                .gaps(from, to)
+                .map_err(store.index_err(&asset))?;
+            gaps::normalize(&mut found);
+            Ok(found)
+        })
+        .await
     }
 
     async fn read_blob(&self, name: &str) -> Result<Vec<u8>, UploadError> {
