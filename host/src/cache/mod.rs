@@ -378,6 +378,12 @@ impl Cache {
         self.limit
     }
 
+    /// The device (file system) the cache directory is on.
+    pub fn device(&self) -> Result<u64, CacheError> {
+        use cap_std::fs::MetadataExt;
+        Ok(self.dir.dir_metadata().map_err(io("stat", "."))?.dev())
+    }
+
     /// The part of the budget segment files and logs may use (the rest is for the journal).
     fn media_limit(&self) -> u64 {
         self.limit - (self.limit / 64).min(BOOKKEEPING_BYTES)

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use url::Url;
 
 use super::azure::AzureBlobStore;
-use super::local::LocalStore;
+use super::local::{LocalStore, Retention};
 use super::{AssetStore, UploadError};
 
 /// Environment variable read when `--azure-connection-string` is not given.
@@ -304,6 +304,19 @@ pub struct StoreArgs {
     /// How long stopping waits for the upload backlog to drain, in seconds.
     #[arg(long, default_value_t = 300)]
     pub upload_flush_timeout_secs: u64,
+    /// Local store: delete blobs that ended more than this many days ago.
+    #[arg(long, value_name = "DAYS")]
+    pub asset_retention_days: Option<u32>,
+    /// Local store: most MiB it keeps in all (oldest blobs deleted first).
+    #[arg(long, value_name = "MIB")]
+    pub asset_max_mib: Option<u64>,
+    /// Local store: most MiB it keeps per asset.
+    #[arg(long, value_name = "MIB")]
+    pub asset_max_mib_per_asset: Option<u64>,
+    /// Local store: MiB kept free on its file system beyond the budgets of the caches on it
+    /// (default: 2 % of the file system, at most 1 GiB).
+    #[arg(long, value_name = "MIB")]
+    pub asset_min_free_mib: Option<u64>,
 }
 
 impl fmt::Debug for StoreArgs {
@@ -330,6 +343,7 @@ impl fmt::Debug for StoreArgs {
             .field("upload_request_retries", &self.upload_request_retries)
             .field("upload_backoff_max_secs", &self.upload_backoff_max_secs)
             .field("upload_flush_timeout_secs", &self.upload_flush_timeout_secs)
+            .field("retention", &self.retention())
             .finish()
     }
 }
@@ -348,6 +362,10 @@ impl Default for StoreArgs {
             upload_request_retries: 3,
             upload_backoff_max_secs: 60,
             upload_flush_timeout_secs: 300,
+            asset_retention_days: None,
+            asset_max_mib: None,
+            asset_max_mib_per_asset: None,
+            asset_min_free_mib: None,
         }
     }
 }
@@ -417,28 +435,54 @@ impl StoreArgs {
         }
     }
 
+    /// What the local store keeps (`--asset-*` flags).
+    pub fn retention(&self) -> Retention {
+        const MIB: u64 = 1 << 20;
+        Retention {
+            max_age: self
+                .asset_retention_days
+                .map(|d| Duration::from_secs(u64::from(d) * 86_400)),
+            max_bytes_per_asset: self.asset_max_mib_per_asset.map(|m| m * MIB),
+            max_bytes: self.asset_max_mib.map(|m| m * MIB),
+            min_free_bytes: self.asset_min_free_mib.map(|m| m * MIB),
+        }
+    }
+
     /// Builds the configured store.
     pub fn open(&self) -> Result<Arc<dyn AssetStore>, UploadError> {
-        open_store(self.spec()?, self.transfer_policy()?)
+        open_retained(self.spec()?, self.transfer_policy()?, self.retention())
     }
 
     /// The store and uploader timing for `mediagraph run`; `default_local` is used when no
     /// store is configured.
     pub fn setup(&self, default_local: &Path) -> Result<super::uploader::UploadSetup, UploadError> {
         Ok(super::uploader::UploadSetup {
-            store: open_store(self.spec_or(default_local)?, self.transfer_policy()?)?,
+            store: open_retained(
+                self.spec_or(default_local)?,
+                self.transfer_policy()?,
+                self.retention(),
+            )?,
             policy: self.uploader_policy(),
         })
     }
 }
 
-/// Builds a store from a validated spec.
+/// Builds a store from a validated spec (a local one with the default retention).
 pub fn open_store(
     spec: StoreSpec,
     policy: TransferPolicy,
 ) -> Result<Arc<dyn AssetStore>, UploadError> {
+    open_retained(spec, policy, Retention::default())
+}
+
+/// Builds a store; `retention` applies to a local store (Azure's is lifecycle management).
+pub fn open_retained(
+    spec: StoreSpec,
+    policy: TransferPolicy,
+    retention: Retention,
+) -> Result<Arc<dyn AssetStore>, UploadError> {
     Ok(match spec {
-        StoreSpec::Local(root) => Arc::new(LocalStore::new(root)),
+        StoreSpec::Local(root) => Arc::new(LocalStore::with_retention(root, retention)),
         StoreSpec::Azure(spec) => Arc::new(AzureBlobStore::new(spec, policy)?),
     })
 }

@@ -280,6 +280,13 @@ pub trait AssetStore: Send + Sync {
         to: Ticks90k,
     ) -> Result<InRange<(Ticks90k, Ticks90k)>, UploadError>;
 
+    /// A cache whose budget (bytes) lives on the file system `device` while its uploader runs:
+    /// a store on the same file system keeps that much free (the local store's retention).
+    fn hold_room(&self, _key: &str, _device: u64, _budget: u64) {}
+
+    /// The cache of `key` no longer needs its room.
+    fn release_room(&self, _key: &str) {}
+
     /// Keeps gap records of `asset` ([`gaps`]). Idempotent: a gap already stored (this very
     /// gap: the record's name is the gap) is left as it is.
     async fn put_gaps(&self, asset: &str, gaps: &[Gap]) -> Result<(), UploadError>;

@@ -181,6 +181,7 @@ impl Uploader {
     ) -> Self {
         let (stop, stop_rx) = watch::channel(false);
         let status = Arc::new(Mutex::new(UploaderStatus::default()));
+
         let worker = Worker {
             target,
             policy,
@@ -250,6 +251,18 @@ enum Attempt {
 
 impl Worker {
     async fn run(mut self) -> StopReport {
+        // The store keeps room for this cache's budget on a file system they share.
+        let cache = self.cache.clone();
+        match tokio::task::spawn_blocking(move || cache.device()).await {
+            Ok(Ok(device)) => {
+                self.store
+                    .hold_room(&self.target.subject, device, self.cache.limit_bytes())
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(target: "upload", error = %e, "the cache's file system is unknown to the store")
+            }
+            Err(e) => tracing::warn!(target: "upload", error = %e, "cache stat failed"),
+        }
         let mut failures = 0u32;
         let mut last_upload: Option<(Instant, Ticks90k)> = None;
         let mut catch_up: Option<(Instant, u64)> = None;
@@ -365,6 +378,7 @@ impl Worker {
             }
         }
         self.pending();
+        self.store.release_room(&self.target.subject);
         StopReport {
             status: self.status_snapshot(),
             drained,

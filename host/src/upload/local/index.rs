@@ -52,6 +52,11 @@ pub(super) struct BlobRecord {
 }
 
 impl BlobRecord {
+    /// The blob's name, `<asset>/<file>`.
+    pub fn name(&self, asset: &str) -> String {
+        self.facts(asset).blob_name()
+    }
+
     pub fn of(facts: &SegmentFacts, bytes: u64) -> Self {
         Self {
             start: facts.start,
@@ -211,6 +216,8 @@ struct Loaded {
     kinds: Vec<(String, String)>,
     /// The longest span of any entry, so a range lookup knows how far back to start.
     longest: i64,
+    /// Bytes of all entries.
+    bytes: u64,
     /// By (start, end, cause).
     gaps: Vec<Gap>,
 }
@@ -223,6 +230,7 @@ impl Loaded {
             entries: Vec::new(),
             kinds: Vec::new(),
             longest: 0,
+            bytes: 0,
             gaps: Vec::new(),
         }
     }
@@ -248,6 +256,7 @@ impl Loaded {
                 if let Err(at) = self.entries.binary_search_by_key(&key, Entry::key) {
                     let kind = self.kind(&b.extension, &b.codecs);
                     self.longest = self.longest.max((b.end - b.start).0);
+                    self.bytes += b.bytes;
                     self.entries.insert(
                         at,
                         Entry {
@@ -264,7 +273,8 @@ impl Loaded {
             Record::Unblob(b) => {
                 let key = (b.start, b.run, b.sequence);
                 if let Ok(at) = self.entries.binary_search_by_key(&key, Entry::key) {
-                    self.entries.remove(at);
+                    let gone = self.entries.remove(at);
+                    self.bytes -= gone.bytes;
                 }
             }
             Record::Gap(g) => {
@@ -379,6 +389,13 @@ impl AssetIndex {
     /// The gap records touching `[from, to)` (an asset without blobs may have gaps).
     pub fn gaps(&self, from: Ticks90k, to: Ticks90k) -> std::io::Result<Vec<Gap>> {
         Ok(self.with_loaded(|l| l.gaps(from, to))?.unwrap_or_default())
+    }
+
+    /// The bytes of the asset's blobs and its `nth` oldest blob (by start), for retention.
+    pub fn oldest(&self, nth: usize) -> std::io::Result<(u64, Option<BlobRecord>)> {
+        Ok(self
+            .with_loaded(|l| (l.bytes, l.entries.get(nth).map(|e| l.record(e))))?
+            .unwrap_or((0, None)))
     }
 
     /// `None` when the asset holds no blob at all.

@@ -22,11 +22,13 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 mod index;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use index::{AssetIndex, BlobRecord, INDEX_FILE, Record};
+pub use retention::Retention;
 
 use super::gaps::{self, GAPS_DIR};
 use super::{AssetStore, ByteStream, InRange, SegmentUpload, StoredBlob, UploadError};
@@ -45,13 +47,26 @@ pub struct LocalStore {
     root: PathBuf,
     /// The asset indexes this store has loaded, by asset.
     indexes: Arc<Mutex<HashMap<String, Arc<AssetIndex>>>>,
+    retention: Arc<Retention>,
+    /// The caches whose budgets must stay free: key → (device, budget bytes).
+    caches: Arc<Mutex<HashMap<String, (u64, u64)>>>,
+    retention_pass: Arc<Mutex<()>>,
 }
 
 impl LocalStore {
+    /// A store that keeps what it must to keep its file system's free space (see
+    /// [`retention`]), and otherwise everything.
     pub fn new(root: PathBuf) -> Self {
+        Self::with_retention(root, Retention::default())
+    }
+
+    pub fn with_retention(root: PathBuf, retention: Retention) -> Self {
         Self {
             root,
             indexes: Arc::default(),
+            retention: Arc::new(retention),
+            caches: Arc::default(),
+            retention_pass: Arc::default(),
         }
     }
 
@@ -77,6 +92,10 @@ impl LocalStore {
         self.index(&asset)
             .append(&[Record::Blob(record)])
             .map_err(self.index_err(&asset))?;
+        // The blob is stored either way; a failed pass is tried again after the next one.
+        if let Err(e) = self.enforce_retention() {
+            tracing::warn!(target: "upload", error = %e, "asset store retention failed");
+        }
         Ok(stored)
     }
 
@@ -371,6 +390,16 @@ impl AssetStore for LocalStore {
     async fn list_asset(&self, asset: &str) -> Result<Vec<StoredBlob>, UploadError> {
         let asset = asset.to_owned();
         self.blocking(move |store| store.list(&asset)).await
+    }
+
+    fn hold_room(&self, key: &str, device: u64, budget: u64) {
+        self.caches
+            .lock_unpoisoned()
+            .insert(key.to_owned(), (device, budget));
+    }
+
+    fn release_room(&self, key: &str) {
+        self.caches.lock_unpoisoned().remove(key);
     }
 
     async fn put_gaps(&self, asset: &str, gaps: &[Gap]) -> Result<(), UploadError> {
