@@ -539,3 +539,137 @@ async fn caches_are_named_by_topology_instance_and_sink() {
     }
     service.shutdown().await;
 }
+
+const TOKEN: &str = "serve-test-token-0123456789abcdef";
+
+/// `serve`'s whole router (the front door with the service and playback routes) with `TOKEN`.
+fn door_with_token(service: Service, dir: &Path) -> Router {
+    let file = dir.join("token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let token = mediagraph::http::ApiToken::from_file(&file).unwrap();
+    api::front_door(service, mediagraph::http::Limits::default(), Some(token)).into_router()
+}
+
+async fn get_with(app: &Router, path: &str, bearer: Option<&str>) -> (StatusCode, String) {
+    let mut request = Request::get(path);
+    if let Some(t) = bearer {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 22)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn with_a_token_every_serve_route_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = door_with_token(open(dir.path()), dir.path());
+    for path in [
+        "/healthz", "/status", "/readyz", "/metrics", "/events", "/", "/assets",
+    ] {
+        let (s, body) = get_with(&app, path, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: {body}");
+        let (s, _) = get_with(&app, path, Some("wrong-token-0123456789")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let methods = |bearer: Option<&str>| {
+        let mut r = Request::post("/methods/GraphTopologyList");
+        if let Some(t) = bearer {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        r.body(Body::from(r#"{"@apiVersion":"2.0"}"#)).unwrap()
+    };
+    let r = app.clone().oneshot(methods(None)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = app.clone().oneshot(methods(Some(TOKEN))).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for path in ["/healthz", "/status", "/metrics"] {
+        let (s, body) = get_with(&app, path, Some(TOKEN)).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {body}");
+        assert!(!body.contains(TOKEN), "{path} answered the token");
+    }
+    // `?token=` opens playback only, never the control plane.
+    let (s, _) = get_with(&app, &format!("/status?token={TOKEN}"), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = get_with(&app, &format!("/assets?token={TOKEN}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn serve_plays_back_the_assets_of_its_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = open(dir.path());
+    let app = door_with_token(service.clone(), dir.path());
+    let (_, list) = get_with(&app, "/assets", Some(TOKEN)).await;
+    assert_eq!(list, r#"{"assets":[]}"#);
+    let methods = api::routes(service.clone());
+    assert_eq!(
+        call(&methods, "GraphTopologySet", topology("2.0")).await.0,
+        201
+    );
+    assert_eq!(
+        call(&methods, "GraphInstanceSet", instance("cam-1", DOWN_CAMERA))
+            .await
+            .0,
+        201
+    );
+    // The asset list follows the instances: cam-1's asset is offered as soon as it is Set.
+    let (s, list) = get_with(&app, "/assets", Some(TOKEN)).await;
+    assert_eq!(s, StatusCode::OK);
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["assets"], json!(["CVRToAsset-cam-1"]));
+    assert_eq!(
+        list["instances"],
+        json!([{"name": "cam-1", "state": "Inactive", "assets": ["CVRToAsset-cam-1"]}])
+    );
+    // Before its first upload the instance's asset has no media (LVA creates it on
+    // activation); an asset no instance records into is unknown to the store.
+    let query = "availableMedia?precision=year";
+    let (s, body) = get_with(
+        &app,
+        &format!("/assets/CVRToAsset-cam-1/{query}&token={TOKEN}"),
+        None,
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, r#"{"timeRanges":[]}"#));
+    let (s, _) = get_with(
+        &app,
+        &format!("/assets/CVRToAsset-cam-2/{query}"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, page) = get_with(&app, "/", Some(TOKEN)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("<html"), "{page}");
+}
+
+#[test]
+fn serve_refuses_a_network_address_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mediagraph"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("0.0.0.0:0") && stderr.contains("--api-token-file"),
+        "{stderr}"
+    );
+    assert!(
+        !data.exists(),
+        "refused before the data directory was touched"
+    );
+}

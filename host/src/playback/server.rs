@@ -4,7 +4,7 @@
 //! | path | answer |
 //! |---|---|
 //! | `/`, `/index.html` | the playback page (self-contained HTML, works offline) |
-//! | `/assets` | `{"assets":[...]}`, the assets this server was started for |
+//! | `/assets` | `{"assets":[...]}`: the assets the [`AssetSource`] offers now (with `"instances"` on `serve`) |
 //! | `/assets/{asset}/availableMedia?precision=...` | LVA availableMedia JSON |
 //! | `/assets/{asset}/segments?startTime=&endTime=` | the blobs in a range, for the page's player |
 //! | `/assets/{asset}/gaps?startTime=&endTime=` | `{"gaps":[{"start","end","cause"}]}`, the stored gap records ([`gaps`](super::gaps)) |
@@ -56,10 +56,38 @@ const MAX_BOXES: usize = 64;
 #[derive(Clone, Debug)]
 pub struct SegmentQuery(pub String);
 
+/// The assets the page offers (and that answer availableMedia with empty ranges before their
+/// first upload, as LVA creates a sink's asset when its graph activates), asked again at every
+/// request: `run` serves a fixed list, `serve` the assets of its instances as they are now.
+pub trait AssetSource: Send + Sync {
+    fn assets(&self) -> Vec<AssetName>;
+
+    /// The graph instances recording into the assets, for the page (none for a fixed list).
+    fn instances(&self) -> Vec<InstanceSummary> {
+        Vec::new()
+    }
+}
+
+/// A fixed list: the assets of `run`'s graphs.
+impl AssetSource for Vec<AssetName> {
+    fn assets(&self) -> Vec<AssetName> {
+        self.clone()
+    }
+}
+
+/// One graph instance as the page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceSummary {
+    pub name: String,
+    /// `Inactive`, `Activating`, `Active` or `Deactivating`.
+    pub state: String,
+    pub assets: Vec<String>,
+}
+
 /// What the routes read from, shared by all requests.
 pub struct Playback {
     store: Arc<dyn AssetStore>,
-    assets: Vec<AssetName>,
+    assets: Box<dyn AssetSource>,
     /// Blob name → (length, offset of the first `moof` if known). Blobs never change once
     /// uploaded (deterministic names, same bytes on re-upload).
     shapes: Mutex<HashMap<String, Shape>>,
@@ -73,10 +101,10 @@ struct Shape {
 
 impl Playback {
     /// `assets` are the ones the page offers; any valid asset name can still be queried.
-    pub fn new(store: Arc<dyn AssetStore>, assets: Vec<AssetName>) -> Arc<Self> {
+    pub fn new(store: Arc<dyn AssetStore>, assets: impl AssetSource + 'static) -> Arc<Self> {
         Arc::new(Self {
             store,
-            assets,
+            assets: Box::new(assets),
             shapes: Mutex::new(HashMap::new()),
         })
     }
@@ -208,8 +236,19 @@ fn json(value: &impl serde::Serialize) -> Response {
 }
 
 async fn assets(State(playback): State<Arc<Playback>>) -> Response {
-    let names: Vec<&str> = playback.assets.iter().map(AssetName::as_str).collect();
-    json(&serde_json::json!({ "assets": names }))
+    let names: Vec<String> = playback
+        .assets
+        .assets()
+        .iter()
+        .map(|a| a.as_str().to_owned())
+        .collect();
+    // Only a server that knows its instances (`serve`) names them.
+    let instances = playback.assets.instances();
+    if instances.is_empty() {
+        json(&serde_json::json!({ "assets": names }))
+    } else {
+        json(&serde_json::json!({ "assets": names, "instances": instances }))
+    }
 }
 
 /// Decoded query pairs, in order.
@@ -269,7 +308,7 @@ async fn available(
     // The served assets are the running graph's own: LVA creates a sink's asset when the graph
     // activates, so until the first upload it has no media rather than not existing (a 404
     // there is an error in the page's console every refresh).
-    if !found.asset_has_blobs && !playback.assets.contains(&asset) {
+    if !found.asset_has_blobs && !playback.assets.assets().contains(&asset) {
         playback.without_blobs(&asset).await?;
     }
     Ok(json(&query.answer(&merged(found.items))))

@@ -6,6 +6,9 @@
 //! - `POST /methods/{methodName}`: the bare payload; the method's status is the HTTP status and
 //!   its payload the body (`?responseTimeoutInSeconds=N` sets the timeout);
 //! - `GET /status`, `GET /readyz`, `GET /metrics`, `GET /events` (Server-Sent Events).
+//!
+//! [`front_door`] puts them behind the HTTP front door with the playback routes over the
+//! service's store, whose asset list follows the instances ([`InstanceAssets`]).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -22,6 +25,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{MethodResponse, Service, observe};
+use crate::http::{ApiToken, FrontDoor, Limits};
+use crate::playback::server::{AssetSource, InstanceSummary, Playback};
+use crate::sync::LockExt;
+use crate::topology::AssetName;
 
 /// IoT Hub's default when a call names no `responseTimeoutInSeconds`.
 pub const DEFAULT_METHOD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,6 +43,43 @@ pub fn routes(service: Service) -> Router {
         .route("/metrics", get(metrics))
         .route("/events", get(events))
         .with_state(service)
+}
+
+/// Everything `serve` answers on its one listener: the routes above, the playback routes
+/// (page, availableMedia, HLS, blobs, export) for every asset of the service's store, and the
+/// front door's `/healthz`, under its limits and `token`.
+pub fn front_door(service: Service, limits: Limits, token: Option<ApiToken>) -> FrontDoor {
+    let playback = Playback::new(service.asset_store(), InstanceAssets(service.clone()));
+    FrontDoor::new(limits, token)
+        .playback(playback)
+        .merge(routes(service))
+}
+
+/// The assets of the stored instances, as they are at each request.
+pub struct InstanceAssets(pub Service);
+
+impl AssetSource for InstanceAssets {
+    fn assets(&self) -> Vec<AssetName> {
+        let slots = self.0.inner.slots.lock_unpoisoned();
+        let mut all: Vec<AssetName> = slots.values().flat_map(|s| s.assets.clone()).collect();
+        all.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        all.dedup();
+        all
+    }
+
+    fn instances(&self) -> Vec<InstanceSummary> {
+        let slots = self.0.inner.slots.lock_unpoisoned();
+        let mut list: Vec<InstanceSummary> = slots
+            .iter()
+            .map(|(name, slot)| InstanceSummary {
+                name: name.clone(),
+                state: slot.state().as_str().to_owned(),
+                assets: slot.assets.iter().map(|a| a.as_str().to_owned()).collect(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
 }
 
 /// A request that is not JSON (or not the envelope): 400 with LVA's `BadRequest` body.

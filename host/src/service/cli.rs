@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use axum::routing::get;
 use tokio::sync::watch;
 
 use super::{Service, ServiceError, api};
@@ -17,6 +16,7 @@ use crate::datadir::{DataDirLock, EXIT_LOCKED, LockError};
 use crate::events::EventBus;
 use crate::graph::RunOptions;
 use crate::graph::cli::StopSignals;
+use crate::http::{ApiToken, HttpError, Limits};
 use crate::plugin::{PluginError, PluginHost};
 
 /// How long open connections (an event stream, say) may delay the stop before they are cut.
@@ -29,9 +29,14 @@ pub struct ServeArgs {
     /// default, the asset store DIR/assets.
     #[arg(long, default_value = "/var/lib/mediagraph")]
     pub data_dir: PathBuf,
-    /// Address of the HTTP API. Only loopback addresses are accepted.
-    #[arg(long, default_value = "127.0.0.1:9600")]
+    /// Address of the HTTP API, playback and metrics (ADDR:PORT, or a bare port on 127.0.0.1).
+    /// A non-loopback address needs --api-token-file.
+    #[arg(long, default_value = "127.0.0.1:9600", value_parser = crate::http::parse_listen_addr)]
     pub listen: SocketAddr,
+    /// File holding the API token every request must then carry
+    /// (`Authorization: Bearer TOKEN`; playback URLs also take `?token=`).
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
     /// Seconds between progress lines of each recording camera.
     #[arg(long, default_value_t = 60)]
     pub progress_secs: u64,
@@ -54,20 +59,19 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(
-        "refusing to listen on {0}: the API has no authentication yet, so only loopback addresses are allowed"
-    )]
-    NotLoopback(SocketAddr),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Http(#[from] HttpError),
 }
 
 pub async fn serve(args: &ServeArgs) -> Result<ExitCode, ServeError> {
-    if !args.listen.ip().is_loopback() {
-        return Err(ServeError::NotLoopback(args.listen));
+    // The token and the address are checked before anything is locked or loaded.
+    let token = args
+        .api_token_file
+        .as_deref()
+        .map(ApiToken::from_file)
+        .transpose()?;
+    if token.is_none() && !args.listen.ip().is_loopback() {
+        return Err(HttpError::ExposedWithoutToken { addr: args.listen }.into());
     }
     let data_dir_err = |source| ServeError::DataDir {
         path: args.data_dir.clone(),
@@ -91,13 +95,9 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode, ServeError> {
         upload: args.store.setup(&data_dir.join("assets"))?,
     };
     let service = Service::open(&data_dir, plugins, events, options)?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: args.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+    let door = api::front_door(service.clone(), Limits::default(), token);
+    let listener = door.bind(args.listen).await?;
+    let addr = listener.local_addr().map_err(|source| HttpError::Bind {
         addr: args.listen,
         source,
     })?;
@@ -106,13 +106,12 @@ pub async fn serve(args: &ServeArgs) -> Result<ExitCode, ServeError> {
         "serve: listening on http://{addr}/ (data directory {})",
         data_dir.display()
     );
-    let app = api::routes(service.clone()).route("/healthz", get(|| async { "ok" }));
     let (stop_http, mut http_stopped) = watch::channel(false);
     let http = tokio::spawn(async move {
-        let graceful = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let stopped = async move {
             let _ = http_stopped.wait_for(|s| *s).await;
-        });
-        if let Err(e) = graceful.await {
+        };
+        if let Err(e) = door.serve(listener, stopped).await {
             tracing::error!(error = %e, "the HTTP listener failed");
         }
     });

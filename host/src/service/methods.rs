@@ -592,15 +592,16 @@ async fn instance_set(
             ),
         );
     }
-    if let Err(body) = topology::resolve(
+    let graph = match topology::resolve(
         &topology.document.to_string(),
         Some(&payload.to_string()),
         &[],
         service.inner.plugins.as_ref(),
         SystemTime::now(),
     ) {
-        return MethodResponse::invalid(&body);
-    }
+        Ok(graph) => graph,
+        Err(body) => return MethodResponse::invalid(&body),
+    };
     let parameters = payload
         .pointer("/properties/parameters")
         .and_then(Value::as_array)
@@ -635,7 +636,8 @@ async fn instance_set(
         .slots
         .lock_unpoisoned()
         .entry(name.clone())
-        .or_insert_with(Slot::new);
+        .or_insert_with(Slot::new)
+        .assets = super::assets_of(&graph);
     let view = instance_view(
         &name,
         &stored,

@@ -36,6 +36,7 @@ use tokio::sync::watch;
 use crate::events::EventBus;
 use crate::graph::{RunOptions, RunningGraph};
 use crate::plugin::PluginHost;
+use crate::topology::{AssetName, ResolvedGraph};
 use store::{State, StateFile, StoreError};
 
 pub use methods::{LIST_PAGE, MethodResponse};
@@ -73,6 +74,9 @@ struct Slot {
     running: Option<RunningGraph>,
     /// Why the last activation failed, for `/status`.
     last_error: Option<String>,
+    /// The assets its sinks record into, as the last resolve of the instance named them
+    /// (at start, Set and Activate): the playback routes offer them.
+    assets: Vec<AssetName>,
 }
 
 impl Slot {
@@ -81,6 +85,7 @@ impl Slot {
             state: watch::channel(InstanceState::Inactive).0,
             running: None,
             last_error: None,
+            assets: Vec::new(),
         }
     }
 
@@ -122,8 +127,14 @@ impl Service {
         let state = file.load()?;
         let slots = state
             .instances
-            .keys()
-            .map(|name| (name.clone(), Slot::new()))
+            .iter()
+            .map(|(name, instance)| {
+                let mut slot = Slot::new();
+                if let Ok(graph) = supervisor::resolve(&state, name, instance, &plugins) {
+                    slot.assets = assets_of(&graph);
+                }
+                (name.clone(), slot)
+            })
             .collect();
         let health = observe::Health::watch(&events);
         Ok(Self {
@@ -188,4 +199,18 @@ impl Service {
     fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Relaxed)
     }
+
+    /// The store every instance uploads to (and playback reads from).
+    pub fn asset_store(&self) -> std::sync::Arc<dyn crate::upload::AssetStore> {
+        self.inner.options.upload.store.clone()
+    }
+}
+
+/// The assets a resolved graph's sinks record into.
+fn assets_of(graph: &ResolvedGraph) -> Vec<AssetName> {
+    graph
+        .asset_sinks
+        .iter()
+        .map(|s| s.asset_name.clone())
+        .collect()
 }

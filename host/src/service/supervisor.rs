@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::methods::{MethodResponse, instance_document};
-use super::store::Desired;
+use super::store::{Desired, State, StoredInstance};
 use super::{InstanceState, Service, Slot};
 use crate::events::{Event, catalog};
 use crate::graph::{self, StopSummary};
@@ -76,7 +76,7 @@ async fn begin_activation(service: &Service, name: &str) -> Next {
             }
         }
     }
-    let Some(topology) = state.topologies.get(&instance.topology_name) else {
+    if !state.topologies.contains_key(&instance.topology_name) {
         return Next::Done(MethodResponse::conflict(
             "ResourceValidationError",
             "$.name",
@@ -85,14 +85,8 @@ async fn begin_activation(service: &Service, name: &str) -> Next {
                 instance.topology_name
             ),
         ));
-    };
-    let graph = match topology::resolve(
-        &topology.document.to_string(),
-        Some(&instance_document(name, &instance, "2.0").to_string()),
-        &[],
-        service.inner.plugins.as_ref(),
-        SystemTime::now(),
-    ) {
+    }
+    let graph = match resolve(&state, name, &instance, service.inner.plugins.as_ref()) {
         Ok(g) => g,
         Err(body) => {
             return Next::Done(MethodResponse::ok(
@@ -114,7 +108,29 @@ async fn begin_activation(service: &Service, name: &str) -> Next {
     let slot = slots.entry(name.to_owned()).or_insert_with(Slot::new);
     slot.state.send_replace(InstanceState::Activating);
     slot.last_error = None;
+    slot.assets = super::assets_of(&graph);
     Next::Start(Box::new(graph))
+}
+
+/// The stored instance `name` resolved against its stored topology, as it would record now.
+pub(super) fn resolve(
+    state: &State,
+    name: &str,
+    instance: &StoredInstance,
+    plugins: &dyn topology::PluginLookup,
+) -> Result<topology::ResolvedGraph, topology::ErrorBody> {
+    let document = state
+        .topologies
+        .get(&instance.topology_name)
+        .map(|t| t.document.to_string())
+        .unwrap_or_default();
+    topology::resolve(
+        &document,
+        Some(&instance_document(name, instance, "2.0").to_string()),
+        &[],
+        plugins,
+        SystemTime::now(),
+    )
 }
 
 async fn finish_activation(
