@@ -2,8 +2,10 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use mediagraph::service::settings::{LogFormat, LogLevel};
 use mediagraph::topology;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -52,19 +54,23 @@ enum Command {
 /// and fsync run on tokio's blocking pool, so a slow disk never stalls the sessions.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)?;
+    if let Command::Serve(args) = &cli.command {
+        let serve_matches = matches
+            .subcommand_matches("serve")
+            .expect("the serve subcommand was parsed");
+        let settings = args.settings(serve_matches)?;
+        init_logging(settings.log_level, settings.log_format)?;
+        return Ok(mediagraph::service::cli::serve(&settings).await?);
+    }
+    init_logging(None, LogFormat::Text)?;
+    match cli.command {
         Command::Camera(args) => mediagraph::camera::cli::run(args).await?,
         Command::Plugins(cmd) => mediagraph::plugin::cli::run(&cmd, &mut std::io::stdout().lock())?,
         Command::Demo(args) => return Ok(mediagraph::graph::demo::demo(args).await?),
         Command::Run(args) => return Ok(mediagraph::graph::cli::run(&args).await?),
-        Command::Serve(args) => return Ok(mediagraph::service::cli::serve(&args).await?),
+        Command::Serve(_) => unreachable!("served above"),
         Command::Ops(args) => return Ok(mediagraph::service::ops::run(&args).await?),
         Command::Assets(cmd) => mediagraph::upload::cli::run(&cmd, &mut std::io::stdout()).await?,
         Command::Export(args) => {
@@ -84,4 +90,28 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Logs to stderr at `level` (else `RUST_LOG`, else info), as text lines or one JSON object a
+/// line. Event lines (target `event`) always pass: events have their own level
+/// (`diagnosticsLevel`, applied by the event bus), so a quiet log does not hide them, unless
+/// `RUST_LOG` names the target itself.
+fn init_logging(level: Option<LogLevel>, format: LogFormat) -> anyhow::Result<()> {
+    let base = match level {
+        Some(level) => level.directive().to_owned(),
+        None => std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| "info".to_owned()),
+    };
+    let target = mediagraph::events::LOG_TARGET;
+    let mut filter = EnvFilter::try_new(&base).unwrap_or_else(|_| EnvFilter::new("info"));
+    if !base.split(',').any(|d| d.trim().starts_with(target)) {
+        filter = filter.add_directive(format!("{target}=info").parse()?);
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
 }

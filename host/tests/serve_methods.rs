@@ -11,7 +11,7 @@ use axum::http::{Request, StatusCode};
 use mediagraph::events::EventBus;
 use mediagraph::graph::RunOptions;
 use mediagraph::plugin::PluginHost;
-use mediagraph::service::{Service, api};
+use mediagraph::service::{Policy, Service, api};
 use mediagraph::upload::config::StoreArgs;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -21,6 +21,10 @@ const TOPOLOGY: &str = include_str!("../../topologies/cvr-asset/topology.json");
 const DOWN_CAMERA: &str = "rtsp://127.0.0.1:1/cam1";
 
 fn open(dir: &Path) -> Service {
+    open_with(dir, Policy::default())
+}
+
+fn open_with(dir: &Path, policy: Policy) -> Service {
     let events = EventBus::new();
     let plugins = PluginHost::new(Some(dir.join("plugins")), events.clone()).unwrap();
     let options = RunOptions {
@@ -28,7 +32,7 @@ fn open(dir: &Path) -> Service {
         progress_every: Duration::from_secs(60),
         upload: StoreArgs::default().setup(&dir.join("assets")).unwrap(),
     };
-    Service::open(dir, plugins, events, options).unwrap()
+    Service::open(dir, plugins, events, options, policy).unwrap()
 }
 
 /// `POST /methods` as IoT Hub: HTTP 200 with `{status, payload}`.
@@ -672,4 +676,87 @@ fn serve_refuses_a_network_address_without_a_token() {
         !data.exists(),
         "refused before the data directory was touched"
     );
+}
+
+#[tokio::test]
+async fn unsecured_endpoints_are_refused_when_not_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let strict = Policy {
+        allow_unsecured_endpoints: false,
+        ..Policy::default()
+    };
+    {
+        let app = api::routes(open_with(dir.path(), strict.clone()));
+        let (s, p) = call(&app, "GraphTopologySet", topology("2.0")).await;
+        assert_eq!(s, 400, "{p}");
+        assert_eq!(p["error"]["code"], "InvalidResource");
+        assert_eq!(detail_codes(&p), ["UnsecuredEndpointNotAllowed"]);
+        assert_eq!(
+            p["error"]["details"][0]["target"],
+            "$.properties.sources[0].endpoint"
+        );
+        assert!(
+            p.to_string().contains("allowUnsecuredEndpoints"),
+            "the message names the setting: {p}"
+        );
+    }
+    // Stored while they were allowed, refused at Set and Activate once they are not.
+    {
+        let app = api::routes(open(dir.path()));
+        assert_eq!(call(&app, "GraphTopologySet", topology("2.0")).await.0, 201);
+        let (s, _) = call(&app, "GraphInstanceSet", instance("cam-1", DOWN_CAMERA)).await;
+        assert_eq!(s, 201);
+    }
+    let service = open_with(dir.path(), strict);
+    let app = api::routes(service.clone());
+    let (s, p) = call(&app, "GraphInstanceSet", instance("cam-2", DOWN_CAMERA)).await;
+    assert_eq!(
+        (s, detail_codes(&p)),
+        (400, vec!["UnsecuredEndpointNotAllowed".to_owned()])
+    );
+    let (s, p) = call(
+        &app,
+        "GraphInstanceActivate",
+        json!({"@apiVersion": "2.0", "name": "cam-1"}),
+    )
+    .await;
+    assert_eq!(
+        (s, detail_codes(&p)),
+        (400, vec!["UnsecuredEndpointNotAllowed".to_owned()])
+    );
+    let (_, got) = call(
+        &app,
+        "GraphInstanceGet",
+        json!({"@apiVersion": "2.0", "name": "cam-1"}),
+    )
+    .await;
+    assert_eq!(got["properties"]["state"], "Inactive");
+    service.shutdown().await;
+}
+
+#[test]
+fn serve_refuses_a_settings_file_with_an_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mediagraph.toml");
+    std::fs::write(
+        &config,
+        "logLevel = \"Warning\"\nallowUnsecureEndpoints = true\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mediagraph"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("allowUnsecureEndpoints") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("data").exists());
 }

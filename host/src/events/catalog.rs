@@ -82,6 +82,42 @@ catalogue! {
     SinkStartFailed = "Mediagraph.Diagnostics." (SinkStartFailed),
 }
 
+/// How serious an event is. AVA's levels: Error for the *Error events, Informational for
+/// sessions and recordings; mediagraph's own follow that (a loss of media or of a sink is an
+/// error, a recoverable drop a warning).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Information,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Body {
+    pub fn severity(&self) -> Severity {
+        match self {
+            Body::RecordingStarted(_)
+            | Body::RecordingStopped(_)
+            | Body::RecordingAvailable(_)
+            | Body::GraphInstanceStarted(_)
+            | Body::GraphInstanceStopped(_)
+            | Body::MediaSessionEstablished(_)
+            | Body::UploadCatchUp(_)
+            | Body::UploadCaughtUp(_) => Severity::Information,
+            Body::DataDropped(_) | Body::PluginFault(_) => Severity::Warning,
+            Body::AuthenticationError(_)
+            | Body::ProtocolError(_)
+            | Body::NetworkError(_)
+            | Body::MediaFormatError(_)
+            | Body::StorageError(_)
+            | Body::CacheDiskFull(_)
+            | Body::CacheDiskError(_)
+            | Body::SinkStartFailed(_) => Severity::Error,
+            Body::RuntimeError(_) => Severity::Critical,
+        }
+    }
+}
+
 /// Where a sink's media goes, as LVA's recording events name it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -5,11 +5,16 @@
 //! Owns the event envelope, the catalogue of event types ([`catalog`]: one struct per type,
 //! the only place event names and body fields are written) and the bus every room emits into.
 //! It must not decide policy: a room emits what happened; the bus logs it as one JSON line and
-//! keeps the most recent events for the management API.
+//! keeps the most recent events for the management API. The one filter it applies is LVA's
+//! `diagnosticsLevel` ([`DiagnosticsLevel`]): diagnostic events below it are neither logged
+//! nor streamed (they are still retained and broadcast, so status and metrics see them).
+//! Event lines are logged on target `event` at info, which the log filter always lets
+//! through (see `main.rs`), so the log level does not hide events.
 
 pub mod catalog;
 
 use std::collections::VecDeque;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -17,7 +22,56 @@ use tokio::sync::broadcast;
 
 use crate::sync::LockExt;
 use crate::time::Ticks90k;
-pub use catalog::Body;
+pub use catalog::{Body, Severity};
+
+/// The tracing target event lines are logged on.
+pub const LOG_TARGET: &str = "event";
+
+/// Which diagnostic events are shown (LVA's `diagnosticsLevel`: Information, Warning, Error,
+/// Critical, None). Operational events are always shown: the level is about diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DiagnosticsLevel {
+    #[default]
+    Information,
+    Warning,
+    Error,
+    Critical,
+    None,
+}
+
+impl DiagnosticsLevel {
+    /// Whether an event of `severity` passes this level.
+    pub fn shows(self, severity: Severity) -> bool {
+        let least = match self {
+            Self::Information => Severity::Information,
+            Self::Warning => Severity::Warning,
+            Self::Error => Severity::Error,
+            Self::Critical => Severity::Critical,
+            Self::None => return false,
+        };
+        severity >= least
+    }
+}
+
+impl FromStr for DiagnosticsLevel {
+    type Err = String;
+
+    /// LVA's names, case-insensitively.
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "information" | "info" => Self::Information,
+            "warning" | "warn" => Self::Warning,
+            "error" => Self::Error,
+            "critical" => Self::Critical,
+            "none" | "off" => Self::None,
+            _ => {
+                return Err(format!(
+                    "diagnostics level '{s}' is not one of Information, Warning, Error, Critical, None"
+                ));
+            }
+        })
+    }
+}
 
 /// How many recent events the bus keeps for the API.
 const RETAINED_EVENTS: usize = 1024;
@@ -49,6 +103,11 @@ impl Event {
     pub fn event_type(&self) -> &'static str {
         self.body.event_type()
     }
+
+    /// A diagnostic event (`*.Diagnostics.*`), as opposed to an operational one.
+    pub fn is_diagnostic(&self) -> bool {
+        self.event_type().contains(".Diagnostics.")
+    }
 }
 
 impl Serialize for Event {
@@ -68,14 +127,12 @@ impl Serialize for Event {
 pub struct EventBus {
     recent: Arc<Mutex<VecDeque<Event>>>,
     live: broadcast::Sender<Event>,
+    level: DiagnosticsLevel,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
-        Self {
-            recent: Arc::default(),
-            live: broadcast::channel(LIVE_EVENTS).0,
-        }
+        Self::with_level(DiagnosticsLevel::default())
     }
 }
 
@@ -84,16 +141,33 @@ impl EventBus {
         Self::default()
     }
 
+    /// A bus that shows diagnostic events of `level` and above.
+    pub fn with_level(level: DiagnosticsLevel) -> Self {
+        Self {
+            recent: Arc::default(),
+            live: broadcast::channel(LIVE_EVENTS).0,
+            level,
+        }
+    }
+
+    /// Whether `event` is shown (logged, streamed) at this bus's diagnostics level.
+    pub fn shows(&self, event: &Event) -> bool {
+        !event.is_diagnostic() || self.level.shows(event.body.severity())
+    }
+
     /// Every event emitted from now on (a subscriber that falls behind is told how many it
     /// missed).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.live.subscribe()
     }
 
-    /// Logs the event as one JSON line (tracing target `event`) and retains it.
+    /// Logs the event as one JSON line (tracing target [`LOG_TARGET`]) if its level is shown,
+    /// and retains and broadcasts it.
     pub fn emit(&self, event: Event) {
-        let line = serde_json::to_string(&event).unwrap_or_default();
-        tracing::info!(target: "event", "{line}");
+        if self.shows(&event) {
+            let line = serde_json::to_string(&event).unwrap_or_default();
+            tracing::info!(target: LOG_TARGET, "{line}");
+        }
         // No subscriber is not an error: the stream is only open while someone watches.
         let _ = self.live.send(event.clone());
         let mut recent = self.recent.lock_unpoisoned();
@@ -128,6 +202,47 @@ mod tests {
             recent.last().unwrap().subject,
             format!("/s/{}", RETAINED_EVENTS + 2)
         );
+    }
+
+    #[test]
+    fn the_diagnostics_level_filters_diagnostics_only() {
+        let session = Event::new(
+            "/s",
+            catalog::MediaSessionEstablished { sdp: String::new() },
+        );
+        let dropped = Event::new(
+            "/s",
+            catalog::DataDropped {
+                data_type: "video",
+                reason: "diskFull",
+                bytes: 1,
+            },
+        );
+        let failed = Event::new(
+            "/s",
+            catalog::RuntimeError {
+                code: "GraphFailed",
+                error_message: String::new(),
+            },
+        );
+        let started = Event::new(
+            "/graphInstances/i",
+            catalog::GraphInstanceStarted {
+                topology_name: "t".into(),
+            },
+        );
+        let shown = |level: &str| -> Vec<bool> {
+            let bus = EventBus::with_level(level.parse().unwrap());
+            [&session, &dropped, &failed, &started]
+                .iter()
+                .map(|e| bus.shows(e))
+                .collect()
+        };
+        assert_eq!(shown("Information"), [true, true, true, true]);
+        assert_eq!(shown("warning"), [false, true, true, true]);
+        assert_eq!(shown("Error"), [false, false, true, true]);
+        assert_eq!(shown("None"), [false, false, false, true]);
+        assert!("Loud".parse::<DiagnosticsLevel>().is_err());
     }
 
     #[test]

@@ -178,28 +178,33 @@ async fn metrics(State(service): State<Service>) -> Response {
         .into_response()
 }
 
-/// Every event from now on, one SSE message each: `event:` the eventType, `id:` the envelope's
-/// GUID, `data:` the envelope.
+/// Every event from now on that the diagnostics level shows, one SSE message each: `event:`
+/// the eventType, `id:` the envelope's GUID, `data:` the envelope.
 async fn events(
     State(service): State<Service>,
 ) -> Sse<impl Stream<Item = Result<sse::Event, Infallible>>> {
     let rx = service.events().subscribe();
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let message = match rx.recv().await {
-            Ok(e) => {
-                let envelope = observe::envelope(&e);
-                let id = envelope["id"].as_str().unwrap_or_default().to_owned();
-                sse::Event::default()
-                    .event(e.event_type())
-                    .id(id)
-                    .data(envelope.to_string())
+    let bus = service.events().clone();
+    let stream = futures::stream::unfold((rx, bus), |(mut rx, bus)| async move {
+        let message = loop {
+            match rx.recv().await {
+                // Below the diagnostics level: not streamed.
+                Ok(e) if !bus.shows(&e) => continue,
+                Ok(e) => {
+                    let envelope = observe::envelope(&e);
+                    let id = envelope["id"].as_str().unwrap_or_default().to_owned();
+                    break sse::Event::default()
+                        .event(e.event_type())
+                        .id(id)
+                        .data(envelope.to_string());
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    break sse::Event::default().comment(format!("{missed} events missed"));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                sse::Event::default().comment(format!("{missed} events missed"))
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok(message), rx))
+        Some((Ok(message), (rx, bus)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -51,7 +51,7 @@ impl MethodResponse {
     }
 
     /// 400 with the findings of `topology::check`, exactly as `validate --json` prints them.
-    fn invalid(body: &ErrorBody) -> Self {
+    pub(super) fn invalid(body: &ErrorBody) -> Self {
         Self::from_body(400, body)
     }
 
@@ -314,12 +314,13 @@ async fn topology_set(service: &Service, payload: Map<String, Value>) -> MethodR
     let text = Value::Object(payload).to_string();
     // The topology alone: parameters without a default get their values from instances, so
     // their absence is not a finding here (it is at GraphInstanceSet).
-    let validation = topology::check(
+    let validation = topology::check_with(
         &text,
         None,
         &[],
         service.inner.plugins.as_ref(),
         SystemTime::now(),
+        service.inner.policy.unsupported_nodes,
     );
     if let Err(mut body) = validation.outcome {
         body.error
@@ -336,6 +337,10 @@ async fn topology_set(service: &Service, payload: Map<String, Value>) -> MethodR
     let name = parsed.name.clone().unwrap_or_default();
     let document = parsed.to_json();
     let document_text = document.to_string();
+    let findings = service.inner.policy.unsecured_findings(&document);
+    if !findings.is_empty() {
+        return MethodResponse::invalid(&ErrorBody::invalid_resource(findings));
+    }
 
     let mut state = service.inner.state.lock().await;
     let users: Vec<(&String, &StoredInstance)> = state
@@ -363,12 +368,13 @@ async fn topology_set(service: &Service, payload: Map<String, Value>) -> MethodR
     let mut findings = Vec::new();
     for (instance_name, instance) in &users {
         let doc = instance_document(instance_name, instance, "2.0");
-        if let Err(body) = topology::resolve(
+        if let Err(body) = topology::resolve_with(
             &document_text,
             Some(&doc.to_string()),
             &[],
             service.inner.plugins.as_ref(),
             SystemTime::now(),
+            service.inner.policy.unsupported_nodes,
         ) {
             findings.extend(body.error.details.into_iter().map(|mut d| {
                 d.target = format!("graphInstances['{instance_name}']:{}", d.target);
@@ -592,12 +598,17 @@ async fn instance_set(
             ),
         );
     }
-    let graph = match topology::resolve(
+    let findings = service.inner.policy.unsecured_findings(&topology.document);
+    if !findings.is_empty() {
+        return MethodResponse::invalid(&ErrorBody::invalid_resource(findings));
+    }
+    let graph = match topology::resolve_with(
         &topology.document.to_string(),
         Some(&payload.to_string()),
         &[],
         service.inner.plugins.as_ref(),
         SystemTime::now(),
+        service.inner.policy.unsupported_nodes,
     ) {
         Ok(graph) => graph,
         Err(body) => return MethodResponse::invalid(&body),

@@ -20,6 +20,8 @@ pub mod cli;
 mod methods;
 mod observe;
 pub mod ops;
+pub mod policy;
+pub mod settings;
 pub mod store;
 mod supervisor;
 
@@ -40,6 +42,7 @@ use crate::topology::{AssetName, ResolvedGraph};
 use store::{State, StateFile, StoreError};
 
 pub use methods::{LIST_PAGE, MethodResponse};
+pub use policy::Policy;
 
 /// Where an instance is in its life. LVA spells the states in PascalCase, AVA in lowercase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -108,6 +111,7 @@ struct Inner {
     plugins: Arc<PluginHost>,
     events: EventBus,
     options: RunOptions,
+    policy: Policy,
     health: observe::Health,
     /// State loaded and the instances that should be active started (`/readyz`).
     ready: AtomicBool,
@@ -122,6 +126,7 @@ impl Service {
         plugins: PluginHost,
         events: EventBus,
         options: RunOptions,
+        policy: Policy,
     ) -> Result<Self, ServiceError> {
         let file = StateFile::new(data_dir);
         let state = file.load()?;
@@ -130,7 +135,7 @@ impl Service {
             .iter()
             .map(|(name, instance)| {
                 let mut slot = Slot::new();
-                if let Ok(graph) = supervisor::resolve(&state, name, instance, &plugins) {
+                if let Ok(graph) = supervisor::resolve(&state, name, instance, &plugins, &policy) {
                     slot.assets = assets_of(&graph);
                 }
                 (name.clone(), slot)
@@ -145,6 +150,7 @@ impl Service {
                 plugins: Arc::new(plugins),
                 events,
                 options,
+                policy,
                 health,
                 ready: AtomicBool::new(false),
             }),

@@ -86,7 +86,21 @@ async fn begin_activation(service: &Service, name: &str) -> Next {
             ),
         ));
     }
-    let graph = match resolve(&state, name, &instance, service.inner.plugins.as_ref()) {
+    if let Some(topology) = state.topologies.get(&instance.topology_name) {
+        let findings = service.inner.policy.unsecured_findings(&topology.document);
+        if !findings.is_empty() {
+            return Next::Done(MethodResponse::invalid(
+                &topology::ErrorBody::invalid_resource(findings),
+            ));
+        }
+    }
+    let graph = match resolve(
+        &state,
+        name,
+        &instance,
+        service.inner.plugins.as_ref(),
+        &service.inner.policy,
+    ) {
         Ok(g) => g,
         Err(body) => {
             return Next::Done(MethodResponse::ok(
@@ -118,18 +132,20 @@ pub(super) fn resolve(
     name: &str,
     instance: &StoredInstance,
     plugins: &dyn topology::PluginLookup,
+    policy: &super::Policy,
 ) -> Result<topology::ResolvedGraph, topology::ErrorBody> {
     let document = state
         .topologies
         .get(&instance.topology_name)
         .map(|t| t.document.to_string())
         .unwrap_or_default();
-    topology::resolve(
+    topology::resolve_with(
         &document,
         Some(&instance_document(name, instance, "2.0").to_string()),
         &[],
         plugins,
         SystemTime::now(),
+        policy.unsupported_nodes,
     )
 }
 
