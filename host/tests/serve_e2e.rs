@@ -17,11 +17,16 @@ const STARTUP: Duration = Duration::from_secs(120);
 const TOPOLOGY: &str = include_str!("../../topologies/cvr-asset/topology.json");
 
 fn serve(data: &Path) -> Proc {
+    serve_with(data, &[])
+}
+
+fn serve_with(data: &Path, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagraph"));
     cmd.arg("serve")
         .arg("--data-dir")
         .arg(data)
         .args(["--listen", "127.0.0.1:0", "--progress-secs", "1"])
+        .args(extra)
         .env("RUST_LOG", "info");
     Proc::spawn(cmd)
 }
@@ -475,4 +480,58 @@ async fn one_instance_changing_state_does_not_disturb_the_others() {
     assert_eq!(after["instances"][1]["state"], "Active");
     let (code, log) = service.stop();
     assert_eq!(code, Some(0), "{log}");
+}
+
+/// `--log-format json`: every stderr line is one JSON object. `--log-level warning` quiets the
+/// log (it wins over RUST_LOG=info) but not the events, which have their own level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_and_events_that_the_log_level_does_not_hide() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut service = serve_with(
+        &tmp.path().join("data"),
+        &["--log-format", "json", "--log-level", "warning"],
+    );
+    let api = Client::new(address(&mut service));
+    let topology: Value = serde_json::from_str(TOPOLOGY).unwrap();
+    assert_eq!(api.call("GraphTopologySet", topology).await.0, 201);
+    let cam = instance("cam-1", "rtsp://127.0.0.1:1/cam1");
+    assert_eq!(api.call("GraphInstanceSet", cam).await.0, 201);
+    let name = json!({"@apiVersion": "2.0", "name": "cam-1"});
+    assert_eq!(api.call("GraphInstanceActivate", name).await.0, 200);
+    let (code, log) = service.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| panic!("not one JSON object: {l:?}\n{log}"))
+        })
+        .collect();
+    let events: Vec<Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "event")
+        .map(|l| serde_json::from_str(l["fields"]["message"].as_str().unwrap()).unwrap())
+        .collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap())
+        .collect();
+    for wanted in ["GraphInstanceStarted", "GraphInstanceStopped"] {
+        assert!(
+            types
+                .iter()
+                .any(|t| *t == format!("Microsoft.Media.Graph.Operational.{wanted}")),
+            "{wanted} missing from {types:?}"
+        );
+    }
+    // Information lines (`Request started`, `activating`) are below the log level.
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["target"] == "event"
+                || ["WARN", "ERROR"].contains(&l["level"].as_str().unwrap())),
+        "{log}"
+    );
 }

@@ -280,7 +280,8 @@ async fn an_invalid_topology_gets_the_findings_validate_gives() {
 #[tokio::test]
 async fn instance_methods_follow_the_state_machine() {
     let dir = tempfile::tempdir().unwrap();
-    let app = api::routes(open(dir.path()));
+    let service = open(dir.path());
+    let app = api::routes(service.clone());
     let (s, p) = call(&app, "GraphInstanceSet", instance("cam-1", DOWN_CAMERA)).await;
     assert_eq!(s, 409, "no topology yet: {p}");
     assert_eq!(detail_codes(&p), ["ResourceValidationError"]);
@@ -367,6 +368,20 @@ async fn instance_methods_follow_the_state_machine() {
     assert_eq!((s, &p), (200, &Value::Null), "{p}");
     let (_, p) = call(&app, "GraphInstanceGet", name.clone()).await;
     assert_eq!(p["properties"]["state"], "Inactive");
+    let types: Vec<&str> = service
+        .events()
+        .recent()
+        .iter()
+        .map(|e| e.event_type())
+        .collect();
+    assert!(
+        types.contains(&"Microsoft.Media.Graph.Operational.GraphInstanceStopped"),
+        "{types:?}"
+    );
+    assert!(
+        !types.contains(&"Microsoft.Media.Edge.Diagnostics.RuntimeError"),
+        "a Deactivate is no failure: {types:?}"
+    );
     let (s, p) = call(&app, "GraphInstanceDeactivate", name.clone()).await;
     assert_eq!(
         (s, p),

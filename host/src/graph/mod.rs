@@ -104,6 +104,9 @@ pub struct RunningGraph {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), GraphError>>,
     cameras: Cameras,
+    /// Set to the error the task ended with; its sender is dropped when the task ends (also
+    /// by a panic), which is how [`RunningGraph::failure`] learns of the end at once.
+    ended: watch::Receiver<Option<String>>,
 }
 
 /// What stopping left behind.
@@ -139,14 +142,22 @@ pub fn start(
     }
     let (shutdown, rx) = watch::channel(false);
     let cameras = Cameras::default();
+    let (ended_tx, ended) = watch::channel(None);
     let task = tokio::spawn({
         let cameras = cameras.clone();
-        async move { run_cameras(&graph, &plugins, &events, &options, rx, cameras).await }
+        async move {
+            let result = run_cameras(&graph, &plugins, &events, &options, rx, cameras).await;
+            if let Err(e) = &result {
+                ended_tx.send_replace(Some(e.to_string()));
+            }
+            result
+        }
     });
     Ok(RunningGraph {
         shutdown,
         task,
         cameras,
+        ended,
     })
 }
 
@@ -166,6 +177,24 @@ impl RunningGraph {
                 upload: c.upload.get(),
             })
             .collect()
+    }
+
+    /// Resolves when the graph ends without having been asked to stop, with why: its error,
+    /// or that it ended unexpectedly (a panic). Resolves to `None` when it ends after
+    /// [`RunningGraph::stop`] asked it to. Does not keep the graph alive.
+    pub fn failure(&self) -> impl Future<Output = Option<String>> + Send + 'static {
+        let mut ended = self.ended.clone();
+        let stopping = self.shutdown.subscribe();
+        async move {
+            // Only the end of the task drops the sender.
+            while ended.changed().await.is_ok() {}
+            let error = ended.borrow().clone();
+            match error {
+                Some(e) => Some(e),
+                None if *stopping.borrow() => None,
+                None => Some("the graph's task ended unexpectedly".to_owned()),
+            }
+        }
     }
 
     /// Stops the sources (TEARDOWN), seals every open segment, then flushes every sink's

@@ -164,6 +164,7 @@ async fn finish_activation(
         inner.options.clone(),
     ) {
         Ok(running) => {
+            let failure = running.failure();
             {
                 let mut slots = inner.slots.lock_unpoisoned();
                 if let Some(slot) = slots.get_mut(name) {
@@ -177,6 +178,7 @@ async fn finish_activation(
                     topology_name: graph.topology_name.clone(),
                 },
             ));
+            tokio::spawn(watch_for_failure(service.clone(), name.to_owned(), failure));
             MethodResponse::ok(200, Value::Null)
         }
         Err(e) => {
@@ -208,6 +210,38 @@ async fn finish_activation(
                 format!("The graph instance '{name}' could not be activated: {message}"),
             )
         }
+    }
+}
+
+/// Waits for an active instance's graph to end on its own (`failure`, from
+/// [`graph::RunningGraph::failure`]): then reports a `RuntimeError` at once and makes the
+/// instance Inactive with the error in `/status`. Its desired state stays Active, so an
+/// Activate or the next start tries again. An end asked for by Deactivate or shutdown is no
+/// failure.
+async fn watch_for_failure(
+    service: Service,
+    name: String,
+    failure: impl Future<Output = Option<String>>,
+) {
+    let Some(why) = failure.await else {
+        return;
+    };
+    tracing::error!(instance = %name, error = %why, "the instance failed; it is inactive until activated again");
+    service.inner.events.emit(Event::new(
+        subject(&name),
+        catalog::RuntimeError {
+            code: "GraphFailed",
+            error_message: why.clone(),
+        },
+    ));
+    let mut slots = service.inner.slots.lock_unpoisoned();
+    if let Some(slot) = slots.get_mut(&name)
+        && slot.state() == InstanceState::Active
+    {
+        // The graph's tasks have ended: nothing is left to stop.
+        slot.running = None;
+        slot.last_error = Some(why);
+        slot.state.send_replace(InstanceState::Inactive);
     }
 }
 
@@ -336,5 +370,94 @@ pub(super) async fn stop_all(service: &Service) {
         for rx in &mut waiting {
             let _ = rx.changed().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::events::{Body, EventBus};
+    use crate::graph::RunOptions;
+    use crate::plugin::PluginHost;
+    use crate::upload::config::StoreArgs;
+
+    const TOPOLOGY: &str = include_str!("../../../topologies/cvr-asset/topology.json");
+
+    #[tokio::test]
+    async fn a_graph_that_fails_while_active_is_reported_at_once_and_made_inactive() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = EventBus::new();
+        let options = RunOptions {
+            data_dir: Some(dir.path().to_owned()),
+            progress_every: Duration::from_secs(60),
+            upload: StoreArgs::default()
+                .setup(&dir.path().join("assets"))
+                .unwrap(),
+        };
+        let plugins = PluginHost::new(Some(dir.path().join("plugins")), events.clone()).unwrap();
+        let service = Service::open(
+            dir.path(),
+            plugins,
+            events.clone(),
+            options.clone(),
+            super::super::Policy::default(),
+        )
+        .unwrap();
+        // A graph that starts but whose sink reads from no source of the graph: its task ends
+        // with an error at once, long before anyone stops it.
+        let params = [("rtspUrl".to_owned(), "rtsp://127.0.0.1:1/cam".to_owned())];
+        let mut graph = topology::resolve(
+            TOPOLOGY,
+            None,
+            &params,
+            &topology::DefaultPluginNames,
+            SystemTime::now(),
+        )
+        .unwrap();
+        graph.asset_sinks[0].source = "missing".into();
+        let running = graph::start(
+            graph,
+            service.inner.plugins.clone(),
+            events.clone(),
+            options,
+        )
+        .unwrap();
+        let failure = running.failure();
+        let mut state = {
+            let mut slots = service.inner.slots.lock_unpoisoned();
+            let slot = slots.entry("cam".into()).or_insert_with(Slot::new);
+            slot.running = Some(running);
+            slot.state.send_replace(InstanceState::Active);
+            slot.state.subscribe()
+        };
+        tokio::spawn(watch_for_failure(service.clone(), "cam".into(), failure));
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            state.wait_for(|s| *s == InstanceState::Inactive),
+        )
+        .await
+        .expect("the failure is noticed at once, not at shutdown")
+        .unwrap();
+        let error = events
+            .recent()
+            .into_iter()
+            .find_map(|e| match e.body {
+                Body::RuntimeError(r) if e.subject == "/graphInstances/cam" => Some(r),
+                _ => None,
+            })
+            .expect("a RuntimeError event");
+        assert_eq!(error.code, "GraphFailed");
+        assert!(error.error_message.contains("missing"), "{error:?}");
+        let slots = service.inner.slots.lock_unpoisoned();
+        assert!(slots["cam"].running.is_none());
+        assert!(
+            slots["cam"]
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("missing")
+        );
     }
 }
