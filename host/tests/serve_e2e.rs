@@ -33,11 +33,21 @@ fn serve_with(data: &Path, extra: &[&str]) -> Proc {
 
 /// The address from the `serve: listening on http://ADDR/` line on stdout.
 fn address(p: &mut Proc) -> SocketAddr {
+    address_and_stdout(p).0
+}
+
+/// The address, and everything `serve` writes to stdout (kept as it comes).
+fn address_and_stdout(p: &mut Proc) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<String>>) {
     let stdout = p.child.stdout.take().expect("piped stdout");
+    let all = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+    std::thread::spawn({
+        let all = all.clone();
+        move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                all.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
         }
     });
     loop {
@@ -45,7 +55,7 @@ fn address(p: &mut Proc) -> SocketAddr {
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("no listening line on stdout:\n{}", p.log()));
         if let Some(rest) = line.strip_prefix("serve: listening on http://") {
-            return rest.split('/').next().unwrap().parse().unwrap();
+            return (rest.split('/').next().unwrap().parse().unwrap(), all);
         }
     }
 }
@@ -57,12 +67,45 @@ struct Client {
 
 impl Client {
     fn new(addr: SocketAddr) -> Self {
+        Self::with_headers(addr, reqwest::header::HeaderMap::new())
+    }
+
+    /// A client that sends `Authorization: Bearer TOKEN` with every request.
+    fn with_token(addr: SocketAddr, token: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        Self::with_headers(addr, headers)
+    }
+
+    fn with_headers(addr: SocketAddr, headers: reqwest::header::HeaderMap) -> Self {
         // reqwest is built without a TLS provider of its own (the service installs ring).
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap(),
             base: format!("http://{addr}"),
         }
+    }
+
+    /// A method call, its whole answer kept as text.
+    async fn call_text(&self, method: &str, payload: Value) -> (u16, String) {
+        let body =
+            json!({"methodName": method, "responseTimeoutInSeconds": 120, "payload": payload});
+        let r = self
+            .http
+            .post(format!("{}/methods", self.base))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
+        let text = r.text().await.unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method}: {text}"));
+        (v["status"].as_u64().unwrap() as u16, text)
     }
 
     async fn call(&self, method: &str, payload: Value) -> (u16, Value) {
@@ -534,4 +577,155 @@ async fn json_log_lines_and_events_that_the_log_level_does_not_hide() {
                 || ["WARN", "ERROR"].contains(&l["level"].as_str().unwrap())),
         "{log}"
     );
+}
+
+const CAMERA_PASSWORD: &str = "Cam-Pa55word-7f3e91c2";
+const API_TOKEN: &str = "api-token-4c2d8e0b9a7f6e5d1c3b";
+
+/// No secret leaves the service: a camera password (SecretString) and the API token never
+/// appear in any answer (methods, status, metrics, events, playback, a refused request), in
+/// what `ops` prints, or in serve's stdout and stderr, with the log at its most verbose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_appears_in_any_answer_or_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _camera = camera(
+        port,
+        &[
+            "--user",
+            "admin",
+            "--password",
+            CAMERA_PASSWORD,
+            "--auth",
+            "digest",
+        ],
+    );
+    let token_file = tmp.path().join("token");
+    std::fs::write(&token_file, API_TOKEN).unwrap();
+    let token_arg = token_file.to_str().unwrap();
+    let mut service = serve_with(
+        &tmp.path().join("data"),
+        &["--api-token-file", token_arg, "--log-level", "verbose"],
+    );
+    let (addr, stdout) = address_and_stdout(&mut service);
+    let api = Client::with_token(addr, API_TOKEN);
+    let mut seen = String::new();
+
+    let mut events = api
+        .http
+        .get(format!("{}/events", api.base))
+        .send()
+        .await
+        .unwrap();
+    let topology: Value = serde_json::from_str(TOPOLOGY).unwrap();
+    seen += &api.call_text("GraphTopologySet", topology).await.1;
+    let url = format!("rtsp://127.0.0.1:{port}/cam1");
+    let cam = |name: &str| {
+        json!({"@apiVersion": "2.0", "name": name, "properties": {
+        "topologyName": "CVRToAsset",
+        "parameters": [
+            {"name": "rtspUrl", "value": url},
+            {"name": "rtspUserName", "value": "admin"},
+            {"name": "rtspPassword", "value": CAMERA_PASSWORD},
+            {"name": "cacheMaxMiB", "value": "64"}
+        ]}})
+    };
+    let (s, text) = api.call_text("GraphInstanceSet", cam("cam-1")).await;
+    assert_eq!(s, 201, "{text}");
+    seen += &text;
+    let name = json!({"@apiVersion": "2.0", "name": "cam-1"});
+    seen += &api.call_text("GraphInstanceActivate", name.clone()).await.1;
+    wait_for("recording behind digest auth", STARTUP, async || {
+        frames(&api.status().await) > 25
+    })
+    .await;
+    let ava = json!({"@apiVersion": "1.0", "name": "cam-1"});
+    for (method, payload) in [
+        ("GraphInstanceGet", name.clone()),
+        ("GraphInstanceList", json!({"@apiVersion": "2.0"})),
+        (
+            "GraphTopologyGet",
+            json!({"@apiVersion": "2.0", "name": "CVRToAsset"}),
+        ),
+        ("GraphTopologyList", json!({"@apiVersion": "2.0"})),
+        ("livePipelineGet", ava.clone()),
+        ("livePipelineList", json!({"@apiVersion": "1.0"})),
+    ] {
+        let (s, text) = api.call_text(method, payload).await;
+        assert_eq!(s, 200, "{method}: {text}");
+        seen += &text;
+    }
+    for path in ["/status", "/metrics", "/readyz", "/healthz", "/assets", "/"] {
+        let (s, text) = api.get(path).await;
+        assert_eq!(s, 200, "{path}");
+        seen += &text;
+    }
+    // Refused requests: a wrong token, none at all.
+    let stranger = Client::with_token(addr, "not-the-token-0123456789");
+    let (s, text) = stranger.get("/status").await;
+    assert_eq!(s, 401);
+    seen += &text;
+    let (s, text) = Client::new(addr).get("/metrics").await;
+    assert_eq!(s, 401);
+    seen += &text;
+
+    // `ops` sets another instance with the same password and prints every request.
+    let ops_file = tmp.path().join("ops.json");
+    let ops = json!({"apiVersion": "2.0", "operations": [
+        {"opName": "GraphInstanceSet", "opParams": cam("cam-2")},
+        {"opName": "GraphInstanceGet", "opParams": {"name": "cam-2"}},
+        {"opName": "GraphInstanceDelete", "opParams": {"name": "cam-2"}}
+    ]});
+    std::fs::write(&ops_file, ops.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mediagraph"))
+        .arg("ops")
+        .arg(&ops_file)
+        .args([
+            "--no-wait",
+            "--url",
+            &api.base,
+            "--api-token-file",
+            token_arg,
+        ])
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{printed}");
+    assert_eq!(
+        printed.matches("response (HTTP 200)").count(),
+        3,
+        "{printed}"
+    );
+    assert!(printed.contains("\"status\": 201"), "{printed}");
+    assert!(printed.contains("rtspPassword"), "{printed}");
+
+    let (s, text) = api.call_text("GraphInstanceDeactivate", name).await;
+    assert_eq!(s, 200, "{text}");
+    seen += &text;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("GraphInstanceStopped") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), events.chunk()).await {
+            Ok(Ok(Some(c))) => seen += &String::from_utf8_lossy(&c),
+            _ => break,
+        }
+    }
+    assert!(seen.contains("MediaSessionEstablished"), "{seen}");
+    let (code, log) = service.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("DEBUG"), "the log was verbose");
+    let stdout = stdout.lock().unwrap().clone();
+    for secret in [CAMERA_PASSWORD, API_TOKEN] {
+        for (what, text) in [
+            ("an answer", &seen),
+            ("ops output", &printed),
+            ("stdout", &stdout),
+            ("stderr", &log),
+        ] {
+            assert!(!text.contains(secret), "a secret in {what}");
+        }
+    }
 }

@@ -48,23 +48,7 @@ impl ApiToken {
     /// Reads the token from `path`: the file's content without surrounding whitespace,
     /// visible ASCII only (it travels in a header), at least 16 characters.
     pub fn from_file(path: &Path) -> Result<Self, HttpError> {
-        let bad = |why: &str| HttpError::TokenFile {
-            path: path.to_owned(),
-            why: why.to_owned(),
-        };
-        let text = std::fs::read(path).map_err(|e| bad(&format!("cannot read it: {e}")))?;
-        let token = text.trim_ascii();
-        if token.len() < 16 {
-            return Err(bad(
-                "the token must be at least 16 characters (e.g. `openssl rand -hex 32`)",
-            ));
-        }
-        if !token.iter().all(|b| b.is_ascii_graphic()) {
-            return Err(bad(
-                "the token must be printable ASCII without spaces (it is sent in a header)",
-            ));
-        }
-        Ok(Self::new(token))
+        Ok(Self::new(read_token_file(path)?.as_bytes()))
     }
 
     fn new(token: &[u8]) -> Self {
@@ -92,6 +76,29 @@ impl ApiToken {
         let b: [u8; 32] = Sha256::digest(self.playback_key.as_bytes()).into();
         a.ct_eq(&b).into()
     }
+}
+
+/// The token in `path`, for a client to send (`mediagraph ops`): the file's content without
+/// surrounding whitespace, visible ASCII only (it travels in a header), at least 16
+/// characters. Errors never show the file's content.
+pub fn read_token_file(path: &Path) -> Result<String, HttpError> {
+    let bad = |why: &str| HttpError::TokenFile {
+        path: path.to_owned(),
+        why: why.to_owned(),
+    };
+    let text = std::fs::read(path).map_err(|e| bad(&format!("cannot read it: {e}")))?;
+    let token = text.trim_ascii();
+    if token.len() < 16 {
+        return Err(bad(
+            "the token must be at least 16 characters (e.g. `openssl rand -hex 32`)",
+        ));
+    }
+    if !token.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(bad(
+            "the token must be printable ASCII without spaces (it is sent in a header)",
+        ));
+    }
+    Ok(String::from_utf8_lossy(token).into_owned())
 }
 
 /// The page and what it reads: the routes a player may open with `?token=` or the key.

@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-pub use auth::ApiToken;
+pub use auth::{ApiToken, read_token_file};
 
 /// Largest request head (request line and headers) read; a larger one is answered 431.
 const MAX_HEAD_BYTES: usize = 16 << 10;

@@ -413,14 +413,19 @@ fn topology_view(t: &StoredTopology) -> Value {
     out
 }
 
+/// What a secret is shown as.
+pub(super) const MASK: &str = "********";
+
 /// A password written into a topology (not a `${parameter}` reference) is never returned.
-fn mask_passwords(v: &mut Value) {
+pub(super) fn mask_passwords(v: &mut Value) {
     match v {
         Value::Object(m) => {
             for (k, v) in m.iter_mut() {
                 match v {
-                    Value::String(s) if k == "password" && !s.starts_with("${") => {
-                        *s = "********".into();
+                    Value::String(s)
+                        if k.eq_ignore_ascii_case("password") && !s.starts_with("${") =>
+                    {
+                        *s = MASK.into();
                     }
                     _ => mask_passwords(v),
                 }
@@ -491,21 +496,77 @@ pub(super) fn instance_document(name: &str, i: &StoredInstance, api_version: &st
 
 /// Names of the topology's SecretString parameters: their values are never returned.
 fn secret_parameters(topology: Option<&StoredTopology>) -> Vec<String> {
-    let Some(params) = topology
-        .and_then(|t| t.document.pointer("/properties/parameters"))
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    params
+    topology.map_or_else(Vec::new, |t| secret_parameter_names(&t.document))
+}
+
+/// `key` of an object, in any casing (a topology as a client wrote it).
+fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_object()?
         .iter()
+        .find_map(|(k, v)| k.eq_ignore_ascii_case(key).then_some(v))
+}
+
+/// Names of the SecretString parameters a topology document declares (keys in any casing).
+pub(super) fn secret_parameter_names(document: &Value) -> Vec<String> {
+    let params = field(document, "properties")
+        .and_then(|p| field(p, "parameters"))
+        .and_then(Value::as_array);
+    params
+        .into_iter()
+        .flatten()
         .filter(|p| {
-            p.get("type")
+            field(p, "type")
                 .and_then(Value::as_str)
                 .is_some_and(|t| t.eq_ignore_ascii_case("SecretString"))
         })
-        .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|p| field(p, "name").and_then(Value::as_str).map(str::to_owned))
         .collect()
+}
+
+/// A method payload (topology or instance) as it may be printed: the values and defaults of
+/// parameters named in `secrets`, or whose name says they are secret (for topologies this
+/// process has not seen), masked; user info in URL values cut out; literal passwords masked.
+pub(super) fn masked_for_print(document: &Value, secrets: &[String]) -> Value {
+    let mut out = document.clone();
+    mask_passwords(&mut out);
+    let looks_secret = |name: &str| {
+        let n = name.to_ascii_lowercase();
+        ["password", "secret", "token", "credential"]
+            .iter()
+            .any(|w| n.contains(w))
+    };
+    let params = out
+        .as_object_mut()
+        .and_then(|o| {
+            o.iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case("properties"))
+        })
+        .and_then(|(_, p)| p.as_object_mut())
+        .and_then(|p| {
+            p.iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case("parameters"))
+        })
+        .and_then(|(_, p)| p.as_array_mut());
+    for p in params.into_iter().flatten() {
+        let name = field(p, "name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let secret = secrets.iter().any(|s| s.eq_ignore_ascii_case(&name)) || looks_secret(&name);
+        let values = p.as_object_mut().into_iter().flat_map(|o| {
+            o.iter_mut().filter(|(k, _)| {
+                k.eq_ignore_ascii_case("value") || k.eq_ignore_ascii_case("default")
+            })
+        });
+        for (_, value) in values {
+            if secret {
+                *value = json!(MASK);
+            } else if let Value::String(text) = value {
+                *text = topology::scrub_userinfo(text);
+            }
+        }
+    }
+    out
 }
 
 /// An instance as Get returns it; SecretString values are left out (AVA made `value`
@@ -812,6 +873,35 @@ mod tests {
             Some((Op::InstanceActivate, Flavor::Ava))
         );
         assert_eq!(lookup("graphinstanceactivate"), None);
+    }
+
+    #[test]
+    fn printed_instances_mask_secret_values_and_url_credentials() {
+        let topology = json!({"name": "t", "Properties": {"Parameters": [
+            {"name": "camPw", "Type": "secretString", "default": "hunter1"},
+            {"name": "rtspUrl", "type": "String"}
+        ]}});
+        let secrets = secret_parameter_names(&topology);
+        assert_eq!(secrets, ["camPw"]);
+        assert!(
+            !masked_for_print(&topology, &secrets)
+                .to_string()
+                .contains("hunter1")
+        );
+        let instance = json!({"name": "i", "properties": {"parameters": [
+            {"name": "campw", "value": "hunter2"},
+            {"name": "rtspUrl", "value": "rtsp://admin:hunter3@cam/1"},
+            {"name": "otherPassword", "value": "hunter4"},
+            {"name": "segment", "value": "PT30S"}
+        ]}});
+        let shown = masked_for_print(&instance, &secrets).to_string();
+        for secret in ["hunter2", "hunter3", "hunter4"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("PT30S") && shown.contains("rtsp://***@cam/1"),
+            "{shown}"
+        );
     }
 
     #[test]

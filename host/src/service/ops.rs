@@ -8,6 +8,10 @@
 //! request and response is printed. A method that answers with an error status does not stop
 //! the replay (as in the sample apps); a service that cannot be reached does. An operation whose
 //! topology cannot be read is skipped and makes the exit status 1.
+//!
+//! What is printed of a request has its secrets masked (SecretString parameters of the
+//! topologies this replay sets, parameters named like a password, literal passwords, user
+//! info in URLs); the service masks its answers itself. `--api-token-file` sends the token.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -33,6 +37,9 @@ pub struct OpsArgs {
     /// instead of downloading it.
     #[arg(long, value_name = "DIR")]
     pub topologies: Option<PathBuf>,
+    /// File holding the API token of the service (sent as `Authorization: Bearer`).
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +55,16 @@ pub enum OpsError {
     Http { url: String, source: reqwest::Error },
     #[error("cannot write output: {0}")]
     Write(#[from] std::io::Error),
+    #[error(transparent)]
+    Token(#[from] crate::http::HttpError),
 }
 
 pub async fn run(args: &OpsArgs) -> Result<ExitCode, OpsError> {
+    let token = args
+        .api_token_file
+        .as_deref()
+        .map(crate::http::read_token_file)
+        .transpose()?;
     let text = std::fs::read_to_string(&args.file).map_err(|source| OpsError::Read {
         path: args.file.clone(),
         source,
@@ -77,6 +91,8 @@ pub async fn run(args: &OpsArgs) -> Result<ExitCode, OpsError> {
     let url = format!("{}/methods", args.url.trim_end_matches('/'));
     let mut out = std::io::stdout();
     let mut skipped = 0;
+    // SecretString parameters of the topologies set so far: masked in what is printed.
+    let mut secrets: Vec<String> = Vec::new();
     for (index, op) in operations.iter().enumerate() {
         let name = op
             .get("opName")
@@ -112,24 +128,28 @@ pub async fn run(args: &OpsArgs) -> Result<ExitCode, OpsError> {
                 continue;
             }
         };
+        secrets.extend(super::methods::secret_parameter_names(&payload));
+        let shown = json!({
+            "methodName": name,
+            "responseTimeoutInSeconds": args.timeout_secs,
+            "payload": super::methods::masked_for_print(&payload, &secrets),
+        });
         let request = json!({
             "methodName": name,
             "responseTimeoutInSeconds": args.timeout_secs,
             "payload": payload,
         });
         writeln!(out, "-------- {name} request --------")?;
-        writeln!(out, "{}", pretty(&request))?;
+        writeln!(out, "{}", pretty(&shown))?;
         let http = |source| OpsError::Http {
             url: url.clone(),
             source,
         };
-        let answer = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(request.to_string())
-            .send()
-            .await
-            .map_err(http)?;
+        let mut post = client.post(&url).header("content-type", "application/json");
+        if let Some(token) = &token {
+            post = post.bearer_auth(token);
+        }
+        let answer = post.body(request.to_string()).send().await.map_err(http)?;
         let http_status = answer.status().as_u16();
         let body = answer.text().await.map_err(http)?;
         writeln!(
