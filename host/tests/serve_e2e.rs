@@ -242,6 +242,22 @@ async fn set_activate_restart_resumes_and_deactivate_uploads() {
         .unwrap_or_else(|| panic!("{metrics}"));
     let bytes: f64 = received.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(bytes > 0.0, "{received}");
+    // The values follow the recording: bytes received and frames grow, the cache fills.
+    let frames_then = frames(&st);
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {text}"))
+    };
+    wait_for("metrics to grow", Duration::from_secs(30), async || {
+        let (_, now) = api.get("/metrics").await;
+        metric(&now, "lva_received_bytes_total") > bytes
+            && metric(&now, "mediagraph_cache_bytes") > 0.0
+    })
+    .await;
+    assert!(frames(&api.status().await) > frames_then);
 
     // SIGTERM: recording stops (sealed, uploaded), the desired state stays.
     service.signal("-TERM");
@@ -278,6 +294,18 @@ async fn set_activate_restart_resumes_and_deactivate_uploads() {
         frames(&api.status().await) > 50
     })
     .await;
+    // The time the service was down is a gap with its cause in the cache's gaps.log.
+    let cache = data.join("var/lib/mediagraph/cache/CVRToAsset.cam-1.assetSink");
+    let restart_gaps: Vec<Value> = gaps(&cache)
+        .into_iter()
+        .filter(|g| g["cause"] == "RecorderStopped")
+        .collect();
+    assert_eq!(restart_gaps.len(), 1, "{:?}", gaps(&cache));
+    let (start, end) = (
+        restart_gaps[0]["start"].as_i64().unwrap(),
+        restart_gaps[0]["end"].as_i64().unwrap(),
+    );
+    assert!(end > start, "{restart_gaps:?}");
 
     // Deactivate answers once the recorder sealed and the segment is uploaded.
     let mut events = api

@@ -775,3 +775,109 @@ fn serve_refuses_a_settings_file_with_an_unknown_key() {
     );
     assert!(!dir.path().join("data").exists());
 }
+
+/// `responseTimeoutInSeconds` running out before the flush ends: 200 with the state and why,
+/// the instance stays Deactivating (Activate → 409) and becomes Inactive once the stop ends.
+#[tokio::test]
+async fn a_deactivate_that_runs_out_of_time_says_so_and_the_stop_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = api::routes(open(dir.path()));
+    assert_eq!(call(&app, "GraphTopologySet", topology("2.0")).await.0, 201);
+    let set = call(&app, "GraphInstanceSet", instance("cam-1", DOWN_CAMERA)).await;
+    assert_eq!(set.0, 201);
+    let name = json!({"@apiVersion": "2.0", "name": "cam-1"});
+    assert_eq!(
+        call(&app, "GraphInstanceActivate", name.clone()).await.0,
+        200
+    );
+    // No time at all: the stop (TEARDOWN, seal, flush) cannot have ended.
+    let (s, p) = bare(
+        &app,
+        "GraphInstanceDeactivate?responseTimeoutInSeconds=0",
+        &name.to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["state"], "Deactivating", "{p}");
+    let message = p["message"].as_str().unwrap();
+    assert!(
+        message.contains("responseTimeoutInSeconds (0 s)") && message.contains("goes on"),
+        "{message}"
+    );
+    let mut state = String::new();
+    for _ in 0..600 {
+        let (_, got) = call(&app, "GraphInstanceGet", name.clone()).await;
+        state = got["properties"]["state"].as_str().unwrap().to_owned();
+        if state == "Inactive" {
+            break;
+        }
+        assert_eq!(state, "Deactivating");
+        let (s, _) = call(&app, "GraphInstanceActivate", name.clone()).await;
+        assert_eq!(s, 409, "Activate while Deactivating");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "Inactive", "the stop ended by itself");
+}
+
+/// AVA's method names, over both routes, with `@apiVersion` 1.0 and states in lowercase.
+#[tokio::test]
+async fn avas_method_names_answer_with_lowercase_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = open(dir.path());
+    // Without a token the front door still answers /healthz (and only loopback Hosts).
+    let (s, body) = get(
+        &api::front_door(service.clone(), mediagraph::http::Limits::default(), None).into_router(),
+        "/healthz",
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "ok\n"));
+    let app = api::routes(service.clone());
+    let v1 = |name: &str| json!({"@apiVersion": "1.0", "name": name});
+
+    let (s, p) = call(&app, "pipelineTopologySet", topology("1.0")).await;
+    assert_eq!(s, 201, "{p}");
+    let (s, p) = call(&app, "pipelineTopologyGet", v1("CVRToAsset")).await;
+    assert_eq!((s, &p["name"]), (200, &json!("CVRToAsset")));
+    let (s, p) = call(&app, "pipelineTopologyList", json!({"@apiVersion": "1.0"})).await;
+    assert_eq!((s, p["value"].as_array().unwrap().len()), (200, 1));
+
+    let mut pipeline = instance("cam-1", DOWN_CAMERA);
+    pipeline["@apiVersion"] = json!("1.0");
+    let (s, p) = call(&app, "livePipelineSet", pipeline).await;
+    assert_eq!(
+        (s, &p["properties"]["state"]),
+        (201, &json!("inactive")),
+        "{p}"
+    );
+    let (s, p) = bare(&app, "livePipelineActivate", &v1("cam-1").to_string()).await;
+    assert_eq!((s, p), (StatusCode::OK, Value::Null));
+    let (_, p) = call(&app, "livePipelineGet", v1("cam-1")).await;
+    assert_eq!(p["properties"]["state"], "active");
+    let (_, p) = call(&app, "livePipelineList", json!({"@apiVersion": "1.0"})).await;
+    assert_eq!(p["value"][0]["properties"]["state"], "active");
+    let (s, p) = call(&app, "livePipelineSet", {
+        let mut i = instance("cam-1", DOWN_CAMERA);
+        i["@apiVersion"] = json!("1.0");
+        i
+    })
+    .await;
+    assert_eq!(s, 409);
+    assert!(p.to_string().contains("active state"), "{p}");
+    let (s, _) = call(&app, "livePipelineDeactivate", v1("cam-1")).await;
+    assert_eq!(s, 200);
+    let (_, p) = call(&app, "livePipelineGet", v1("cam-1")).await;
+    assert_eq!(p["properties"]["state"], "inactive");
+    assert_eq!(call(&app, "livePipelineDelete", v1("cam-1")).await.0, 200);
+    assert_eq!(call(&app, "livePipelineDelete", v1("cam-1")).await.0, 204);
+    assert_eq!(
+        call(&app, "pipelineTopologyDelete", v1("CVRToAsset"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&app, "pipelineTopologyGet", v1("CVRToAsset")).await.0,
+        404
+    );
+    service.shutdown().await;
+}

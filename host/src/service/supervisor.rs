@@ -385,26 +385,119 @@ mod tests {
 
     const TOPOLOGY: &str = include_str!("../../../topologies/cvr-asset/topology.json");
 
+    fn options(dir: &std::path::Path) -> RunOptions {
+        RunOptions {
+            data_dir: Some(dir.to_owned()),
+            progress_every: Duration::from_secs(60),
+            upload: StoreArgs::default().setup(&dir.join("assets")).unwrap(),
+        }
+    }
+
+    fn service(dir: &std::path::Path, events: &EventBus) -> Service {
+        let plugins = PluginHost::new(Some(dir.join("plugins")), events.clone()).unwrap();
+        Service::open(
+            dir,
+            plugins,
+            events.clone(),
+            options(dir),
+            super::super::Policy::default(),
+        )
+        .unwrap()
+    }
+
+    /// A service holding the shipped topology and instance `cam` (camera down), its slot put
+    /// in `state` as a transition in progress would leave it.
+    async fn in_state(dir: &std::path::Path, state: InstanceState) -> Service {
+        let service = service(dir, &EventBus::new());
+        let topology: Value = serde_json::from_str(TOPOLOGY).unwrap();
+        let long = Duration::from_secs(30);
+        assert_eq!(
+            service
+                .call("GraphTopologySet", topology, long)
+                .await
+                .status,
+            201
+        );
+        let instance = serde_json::json!({"@apiVersion": "2.0", "name": "cam", "properties": {
+            "topologyName": "CVRToAsset",
+            "parameters": [{"name": "rtspUrl", "value": "rtsp://127.0.0.1:1/cam"}]}});
+        assert_eq!(
+            service
+                .call("GraphInstanceSet", instance, long)
+                .await
+                .status,
+            201
+        );
+        let slots = service.inner.slots.lock_unpoisoned();
+        slots["cam"].state.send_replace(state);
+        drop(slots);
+        service
+    }
+
+    fn cam() -> Value {
+        serde_json::json!({"@apiVersion": "2.0", "name": "cam"})
+    }
+
+    #[tokio::test]
+    async fn a_second_activate_while_activating_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = in_state(dir.path(), InstanceState::Activating).await;
+        let second = tokio::spawn({
+            let service = service.clone();
+            async move {
+                service
+                    .call("GraphInstanceActivate", cam(), Duration::from_secs(30))
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!second.is_finished(), "it waits while the first activates");
+        // The first activation ends Active: the waiting one answers as on Active.
+        service.inner.slots.lock_unpoisoned()["cam"]
+            .state
+            .send_replace(InstanceState::Active);
+        let answer = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("answered once the first is done")
+            .unwrap();
+        assert_eq!((answer.status, answer.payload), (200, Value::Null));
+        assert!(
+            service.inner.slots.lock_unpoisoned()["cam"]
+                .running
+                .is_none(),
+            "the second did not start a graph of its own"
+        );
+    }
+
+    #[tokio::test]
+    async fn activate_while_deactivating_and_deactivate_while_activating_are_409() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = Duration::from_secs(30);
+        let service = in_state(dir.path(), InstanceState::Deactivating).await;
+        let r = service.call("GraphInstanceActivate", cam(), long).await;
+        assert_eq!(r.status, 409, "{}", r.payload);
+        assert_eq!(
+            r.payload["error"]["details"][0]["code"],
+            "OperationNotAllowedInState"
+        );
+        service.inner.slots.lock_unpoisoned()["cam"]
+            .state
+            .send_replace(InstanceState::Activating);
+        let r = service.call("GraphInstanceDeactivate", cam(), long).await;
+        assert_eq!(r.status, 409, "{}", r.payload);
+        assert!(
+            r.payload.to_string().contains("is Activating"),
+            "{}",
+            r.payload
+        );
+    }
+
     #[tokio::test]
     async fn a_graph_that_fails_while_active_is_reported_at_once_and_made_inactive() {
         let dir = tempfile::tempdir().unwrap();
         let events = EventBus::new();
-        let options = RunOptions {
-            data_dir: Some(dir.path().to_owned()),
-            progress_every: Duration::from_secs(60),
-            upload: StoreArgs::default()
-                .setup(&dir.path().join("assets"))
-                .unwrap(),
-        };
-        let plugins = PluginHost::new(Some(dir.path().join("plugins")), events.clone()).unwrap();
-        let service = Service::open(
-            dir.path(),
-            plugins,
-            events.clone(),
-            options.clone(),
-            super::super::Policy::default(),
-        )
-        .unwrap();
+        let options = options(dir.path());
+        let service = service(dir.path(), &events);
         // A graph that starts but whose sink reads from no source of the graph: its task ends
         // with an error at once, long before anyone stops it.
         let params = [("rtspUrl".to_owned(), "rtsp://127.0.0.1:1/cam".to_owned())];
