@@ -240,8 +240,8 @@ async fn set_activate_restart_resumes_and_deactivate_uploads() {
         .lines()
         .find(|l| l.starts_with("lva_received_bytes_total{"))
         .unwrap_or_else(|| panic!("{metrics}"));
+    // Bytes count when a fragment (up to 2 s of GOPs) is written, so this may still be 0.
     let bytes: f64 = received.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(bytes > 0.0, "{received}");
     // The values follow the recording: bytes received and frames grow, the cache fills.
     let frames_then = frames(&st);
     let metric = |text: &str, name: &str| -> f64 {
@@ -306,6 +306,24 @@ async fn set_activate_restart_resumes_and_deactivate_uploads() {
         restart_gaps[0]["end"].as_i64().unwrap(),
     );
     assert!(end > start, "{restart_gaps:?}");
+    let (_, metrics) = api.get("/metrics").await;
+    let gap_line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("mediagraph_gap_seconds{") && l.contains("cause=\"RecorderStopped\"")
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let secs: f64 = gap_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(
+        (secs - (end - start) as f64 / 90_000.0).abs() < 0.01,
+        "{gap_line}"
+    );
+    for name in [
+        "mediagraph_rtsp_reconnects_total{",
+        "mediagraph_upload_backlog_media_seconds{",
+    ] {
+        assert!(metrics.contains(name), "{name}: {metrics}");
+    }
 
     // Deactivate answers once the recorder sealed and the segment is uploaded.
     let mut events = api

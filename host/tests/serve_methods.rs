@@ -25,12 +25,16 @@ fn open(dir: &Path) -> Service {
 }
 
 fn open_with(dir: &Path, policy: Policy) -> Service {
+    open_full(dir, policy, StoreArgs::default())
+}
+
+fn open_full(dir: &Path, policy: Policy, store: StoreArgs) -> Service {
     let events = EventBus::new();
     let plugins = PluginHost::new(Some(dir.join("plugins")), events.clone()).unwrap();
     let options = RunOptions {
         data_dir: Some(dir.to_owned()),
         progress_every: Duration::from_secs(60),
-        upload: StoreArgs::default().setup(&dir.join("assets")).unwrap(),
+        upload: store.setup(&dir.join("assets")).unwrap(),
     };
     Service::open(dir, plugins, events, options, policy).unwrap()
 }
@@ -546,15 +550,17 @@ async fn caches_are_named_by_topology_instance_and_sink() {
     }
     let root = dir.path().join("var/lib/mediagraph/cache");
     for name in ["cam-a", "cam-b"] {
-        // Each sink opens its cache in the background once activated.
+        // Activate answered once the sink started: its cache is open, it is in /status.
         let cache = root.join(format!("CVRToAsset.{name}.assetSink"));
-        for _ in 0..600 {
-            if cache.is_dir() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         assert!(cache.is_dir(), "{} missing", cache.display());
+    }
+    let (_, status) = get(&app, "/status").await;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    for i in 0..2 {
+        assert_eq!(
+            status["instances"][i]["sinks"][0]["sink"], "assetSink",
+            "{status}"
+        );
     }
     service.shutdown().await;
 }
@@ -880,4 +886,42 @@ async fn avas_method_names_answer_with_lowercase_states() {
         404
     );
     service.shutdown().await;
+}
+
+/// `/readyz` once resumed: ready, and explicitly degraded while the store does not answer.
+#[tokio::test]
+async fn readiness_reports_the_store_reachable_or_degraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = open(dir.path());
+    service.resume().await;
+    let (s, body) = get(&api::routes(service), "/readyz").await;
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (&body["degraded"], &body["store"]["reachable"]),
+        (&json!(false), &json!(true)),
+        "{body}"
+    );
+
+    // An Azure container where nothing listens (port 1 on loopback).
+    let other = tempfile::tempdir().unwrap();
+    let store = StoreArgs {
+        asset_store: Some(
+            "http://127.0.0.1:1/devstoreaccount1/cams?sv=2024-01-01&sig=c2VjcmV0".into(),
+        ),
+        ..StoreArgs::default()
+    };
+    let service = open_full(other.path(), Policy::default(), store);
+    service.resume().await;
+    let (s, text) = get(&api::routes(service), "/readyz").await;
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "ready: recording goes on into the caches"
+    );
+    assert_eq!(body["degraded"], true, "{body}");
+    assert_eq!(body["store"]["reachable"], false, "{body}");
+    assert!(body["store"]["error"].is_string(), "{body}");
+    assert!(!text.contains("c2VjcmV0"), "the SAS is not shown: {text}");
 }

@@ -97,6 +97,8 @@ pub struct SinkStatus {
     pub cache_used_bytes: u64,
     pub cache_limit_bytes: u64,
     pub upload: UploaderStatus,
+    /// The gaps the sink's cache keeps (`gaps.log`), from memory.
+    pub gaps: Vec<crate::cache::Gap>,
 }
 
 /// A graph instance recording in the background until [`RunningGraph::stop`].
@@ -175,6 +177,7 @@ impl RunningGraph {
                 cache_used_bytes: c.cache.used_bytes(),
                 cache_limit_bytes: c.cache.limit_bytes(),
                 upload: c.upload.get(),
+                gaps: c.cache.gaps(),
             })
             .collect()
     }

@@ -159,12 +159,13 @@ async fn status(State(service): State<Service>) -> Json<Value> {
 }
 
 async fn readyz(State(service): State<Service>) -> Response {
-    if service.is_ready() {
-        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+    let (ready, body) = observe::readiness(&service).await;
+    let status = if ready {
+        StatusCode::OK
     } else {
-        let body = json!({"ready": false, "reason": "activating the instances that were active"});
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(service): State<Service>) -> Response {

@@ -29,21 +29,28 @@ struct SourceHealth {
     sessions: u64,
 }
 
-/// Camera health, kept up to date from the event bus by one task.
+/// Plugin faults per (sink subject, plugin kind) since the process started.
+type PluginFaults = HashMap<(String, String), u64>;
+
+/// Camera health and plugin faults, kept up to date from the event bus by one task.
 #[derive(Clone, Default)]
 pub(super) struct Health {
     sources: Arc<Mutex<HashMap<String, SourceHealth>>>,
+    faults: Arc<Mutex<PluginFaults>>,
 }
 
 impl Health {
     pub(super) fn watch(events: &EventBus) -> Self {
         let health = Self::default();
         let mut rx = events.subscribe();
-        let sources = health.sources.clone();
+        let (sources, faults) = (health.sources.clone(), health.faults.clone());
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(e) => note(&sources, &e),
+                    Ok(e) => {
+                        note(&sources, &e);
+                        note_fault(&faults, &e);
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
@@ -56,6 +63,38 @@ impl Health {
         let map = self.sources.lock_unpoisoned();
         map.get(subject).cloned().unwrap_or_default()
     }
+
+    /// The plugin faults of the sink `subject`, by plugin kind.
+    fn faults(&self, subject: &str) -> Vec<(String, u64)> {
+        let map = self.faults.lock_unpoisoned();
+        let mut v: Vec<(String, u64)> = map
+            .iter()
+            .filter(|((s, _), _)| s == subject)
+            .map(|((_, kind), n)| (kind.clone(), *n))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn note_fault(faults: &Mutex<PluginFaults>, e: &Event) {
+    if let Body::PluginFault(f) = &e.body {
+        let mut map = faults.lock_unpoisoned();
+        *map.entry((e.subject.clone(), f.kind.clone())).or_default() += 1;
+    }
+}
+
+/// Seconds of recording lost, by gap cause (a clock step back counts its size).
+fn gap_seconds(gaps: &[crate::cache::Gap]) -> Vec<(String, f64)> {
+    let mut by: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    for g in gaps {
+        let cause = serde_json::to_value(g.cause)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *by.entry(cause).or_default() += (g.end - g.start).abs().as_secs_f64();
+    }
+    by.into_iter().collect()
 }
 
 fn note(sources: &Mutex<HashMap<String, SourceHealth>>, e: &Event) {
@@ -137,6 +176,18 @@ pub(super) async fn status(service: &Service) -> Value {
                         .health
                         .get(&format!("/graphInstances/{}/sources/{}", v.name, s.source));
                     let st = &s.stats;
+                    let sink_subject = format!("/graphInstances/{}/sinks/{}", v.name, s.sink);
+                    let faults: serde_json::Map<String, Value> = service
+                        .inner
+                        .health
+                        .faults(&sink_subject)
+                        .into_iter()
+                        .map(|(kind, n)| (kind, json!(n)))
+                        .collect();
+                    let gaps: serde_json::Map<String, Value> = gap_seconds(&s.gaps)
+                        .into_iter()
+                        .map(|(cause, secs)| (cause, json!(secs)))
+                        .collect();
                     json!({
                         "sink": s.sink,
                         "source": s.source,
@@ -145,7 +196,10 @@ pub(super) async fn status(service: &Service) -> Value {
                             "connected": camera.connected,
                             "lastError": camera.last_error,
                             "sessions": camera.sessions,
+                            "reconnects": camera.sessions.saturating_sub(1),
                         },
+                        "gapSeconds": gaps,
+                        "pluginFaults": faults,
                         "lastFrameTime": ticks_text(st.last_frame_wall.load(Ordering::Relaxed)),
                         "frames": st.frames.load(Ordering::Relaxed),
                         "droppedFrames": st.dropped_frames.load(Ordering::Relaxed),
@@ -156,6 +210,7 @@ pub(super) async fn status(service: &Service) -> Value {
                             "backlogSegments": s.upload.backlog.segments,
                             "backlogBytes": s.upload.backlog.bytes,
                             "oldestAgeSeconds": s.upload.backlog.oldest_age_secs(now),
+                            "backlogSeconds": s.upload.backlog.media.as_secs_f64(),
                             "uploadedSegments": s.upload.uploaded_segments,
                             "lastError": s.upload.last_error,
                         },
@@ -175,6 +230,49 @@ pub(super) async fn status(service: &Service) -> Value {
     json!({ "ready": service.is_ready(), "instances": list })
 }
 
+/// How long the store may take to answer the readiness probe.
+const STORE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The asset the probe lists: any name does; one that holds nothing keeps the answer small.
+const STORE_PROBE_ASSET: &str = "mediagraph-readiness-probe";
+
+/// `/readyz`: not ready (503) until the state is loaded and the instances that were active
+/// are running again; then ready, and explicitly `degraded` while the asset store does not
+/// answer a listing (recording goes on into the caches, uploads wait). The listener answers,
+/// or there would be no answer.
+pub(super) async fn readiness(service: &Service) -> (bool, Value) {
+    if !service.is_ready() {
+        return (
+            false,
+            json!({"ready": false, "reason": "activating the instances that were active"}),
+        );
+    }
+    let store = service.asset_store();
+    let probe = tokio::time::timeout(STORE_PROBE_TIMEOUT, store.list_asset(STORE_PROBE_ASSET));
+    let (reachable, error) = match probe.await {
+        Ok(Ok(_)) => (true, None),
+        Ok(Err(e)) => (false, Some(e.to_string())),
+        Err(_) => (
+            false,
+            Some(format!(
+                "no answer within {} s",
+                STORE_PROBE_TIMEOUT.as_secs()
+            )),
+        ),
+    };
+    (
+        true,
+        json!({
+            "ready": true,
+            "degraded": !reachable,
+            "store": {
+                "location": store.location(),
+                "reachable": reachable,
+                "error": error,
+            },
+        }),
+    )
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopologyLabels {
     graph_topology: String,
@@ -185,6 +283,22 @@ struct NodeLabels {
     graph_topology: String,
     graph_instance: String,
     graph_node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GapLabels {
+    graph_topology: String,
+    graph_instance: String,
+    graph_node: String,
+    cause: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    graph_topology: String,
+    graph_instance: String,
+    graph_node: String,
+    plugin_kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -212,6 +326,10 @@ pub(super) async fn metrics(service: &Service) -> String {
     let backlog_age = Family::<NodeLabels, Gauge<f64, AtomicU64>>::default();
     let uploaded = Family::<NodeLabels, Counter>::default();
     let sessions = Family::<NodeLabels, Counter>::default();
+    let reconnects = Family::<NodeLabels, Counter>::default();
+    let backlog_seconds = Family::<NodeLabels, Gauge<f64, AtomicU64>>::default();
+    let gap_secs = Family::<GapLabels, Gauge<f64, AtomicU64>>::default();
+    let plugin_faults = Family::<FaultLabels, Counter>::default();
     let now = Ticks90k::now();
     for v in &views {
         let topo = TopologyLabels {
@@ -266,6 +384,33 @@ pub(super) async fn metrics(service: &Service) -> String {
                 .health
                 .get(&format!("/graphInstances/{}/sources/{}", v.name, s.source));
             sessions.get_or_create(&source).inc_by(camera.sessions);
+            reconnects
+                .get_or_create(&source)
+                .inc_by(camera.sessions.saturating_sub(1));
+            backlog_seconds
+                .get_or_create(&sink)
+                .set(s.upload.backlog.media.as_secs_f64());
+            for (cause, secs) in gap_seconds(&s.gaps) {
+                gap_secs
+                    .get_or_create(&GapLabels {
+                        graph_topology: v.topology.clone(),
+                        graph_instance: v.name.clone(),
+                        graph_node: s.sink.clone(),
+                        cause,
+                    })
+                    .set(secs);
+            }
+            let sink_subject = format!("/graphInstances/{}/sinks/{}", v.name, s.sink);
+            for (kind, n) in service.inner.health.faults(&sink_subject) {
+                plugin_faults
+                    .get_or_create(&FaultLabels {
+                        graph_topology: v.topology.clone(),
+                        graph_instance: v.name.clone(),
+                        graph_node: s.sink.clone(),
+                        plugin_kind: kind,
+                    })
+                    .inc_by(n);
+            }
         }
     }
     registry.register(
@@ -317,6 +462,26 @@ pub(super) async fn metrics(service: &Service) -> String {
         "mediagraph_rtsp_sessions",
         "RTSP sessions established with the camera since the service started (reconnects = this - 1)",
         sessions,
+    );
+    registry.register(
+        "mediagraph_rtsp_reconnects",
+        "RTSP sessions established with the camera after its first since the service started",
+        reconnects,
+    );
+    registry.register(
+        "mediagraph_upload_backlog_media_seconds",
+        "Media seconds of the sealed segments waiting for upload",
+        backlog_seconds,
+    );
+    registry.register(
+        "mediagraph_gap_seconds",
+        "Seconds of recording missing, by cause, over the gaps the sink's cache keeps (gaps.log)",
+        gap_secs,
+    );
+    registry.register(
+        "mediagraph_plugin_faults",
+        "Plugin faults (PluginFault events) of the sink since the service started, by plugin kind",
+        plugin_faults,
     );
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
@@ -384,6 +549,54 @@ mod tests {
             Some("NetworkError: connection refused")
         );
         assert_eq!(h.sessions, 1);
+    }
+
+    #[test]
+    fn gap_seconds_add_up_by_cause_and_plugin_faults_count_per_sink_and_kind() {
+        use crate::cache::{Gap, GapCause};
+        let gap = |start: i64, end: i64, cause| Gap {
+            start: Ticks90k::from_secs(start),
+            end: Ticks90k::from_secs(end),
+            cause,
+        };
+        let gaps = [
+            gap(100, 110, GapCause::CameraOffline),
+            gap(200, 205, GapCause::CameraOffline),
+            gap(300, 298, GapCause::ClockJump),
+            gap(400, 460, GapCause::RecorderStopped),
+        ];
+        assert_eq!(
+            gap_seconds(&gaps),
+            [
+                ("CameraOffline".to_owned(), 15.0),
+                ("ClockJump".to_owned(), 2.0),
+                ("RecorderStopped".to_owned(), 60.0)
+            ]
+        );
+        let faults = Mutex::new(HashMap::new());
+        let fault = |kind: &str| catalog::PluginFault {
+            plugin: "p".into(),
+            kind: kind.into(),
+            fault: "trap",
+            detail: String::new(),
+            action: String::new(),
+        };
+        let sink = "/graphInstances/i/sinks/s";
+        for kind in ["segmenter", "segmenter", "evictor"] {
+            note_fault(&faults, &Event::new(sink, fault(kind)));
+        }
+        note_fault(
+            &faults,
+            &Event::new("/graphInstances/j/sinks/s", fault("evictor")),
+        );
+        let health = Health {
+            faults: Arc::new(faults),
+            ..Health::default()
+        };
+        assert_eq!(
+            health.faults(sink),
+            [("evictor".to_owned(), 1), ("segmenter".to_owned(), 2)]
+        );
     }
 
     #[test]

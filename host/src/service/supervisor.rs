@@ -2,9 +2,9 @@
 //!
 //! Each instance is started and stopped on its own (`graph::start` gives it its own sources,
 //! recorders, uploaders and shutdown signal), so a transition of one never touches another.
-//! Activate returns once the instance's graph is started (its sinks open their caches, load
-//! their plugins and connect in the background, retrying; a camera that is down keeps the
-//! instance Active, as in LVA). Deactivate
+//! Activate returns once every sink of the instance is recording or retrying (started, its
+//! camera connecting or retrying: a camera that is down keeps the instance Active, as in LVA;
+//! or failed to start and retried), at most [`SETTLE_TIMEOUT`] after the start. Deactivate
 //! returns when the recorders sealed and the upload backlog is flushed, or when the caller's
 //! timeout runs out: the flush then goes on and the instance stays Deactivating until it ends.
 
@@ -16,10 +16,15 @@ use tokio::sync::watch;
 use super::methods::{MethodResponse, instance_document};
 use super::store::{Desired, State, StoredInstance};
 use super::{InstanceState, Service, Slot};
-use crate::events::{Event, catalog};
-use crate::graph::{self, StopSummary};
+use crate::events::{Body, Event, catalog};
+use crate::graph::{self, RunningGraph, StopSummary};
 use crate::sync::LockExt;
 use crate::topology;
+
+/// The longest an Activate waits for the instance's sinks to start (cache open, plugins
+/// loaded, camera connecting) before it answers anyway: the instance is Active and the sinks
+/// go on starting in the background.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Who asked for an activation: a failed start at resume keeps the stored desired state (only
 /// Deactivate makes an instance inactive), one asked for by the API reverts it.
@@ -157,6 +162,8 @@ async fn finish_activation(
 ) -> MethodResponse {
     let inner = &service.inner;
     tracing::info!(instance = %name, topology = %graph.topology_name, sinks = graph.asset_sinks.len(), "activating");
+    // Subscribed before the start, so no SinkStartFailed of this instance is missed.
+    let events = inner.events.subscribe();
     match graph::start(
         graph.clone(),
         inner.plugins.clone(),
@@ -164,6 +171,7 @@ async fn finish_activation(
         inner.options.clone(),
     ) {
         Ok(running) => {
+            settle(&running, events, name, graph).await;
             let failure = running.failure();
             {
                 let mut slots = inner.slots.lock_unpoisoned();
@@ -209,6 +217,56 @@ async fn finish_activation(
                 "$.name",
                 format!("The graph instance '{name}' could not be activated: {message}"),
             )
+        }
+    }
+}
+
+/// Waits (at most [`SETTLE_TIMEOUT`]) until every asset sink of the starting instance is
+/// recording or retrying: it has started (cache open, plugins loaded, its camera connecting
+/// or retrying), or it failed to start and is retried (`SinkStartFailed`). That is when LVA's
+/// Activate answers: the instance is Active, recording or waiting for its camera.
+async fn settle(
+    running: &RunningGraph,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+    name: &str,
+    graph: &topology::ResolvedGraph,
+) {
+    let prefix = format!("{}/sinks/", subject(name));
+    let mut retrying = std::collections::HashSet::new();
+    let failure = running.failure();
+    tokio::pin!(failure);
+    let deadline = tokio::time::sleep(SETTLE_TIMEOUT);
+    tokio::pin!(deadline);
+    loop {
+        let started: std::collections::HashSet<String> =
+            running.status().into_iter().map(|s| s.sink).collect();
+        let settled = graph
+            .asset_sinks
+            .iter()
+            .all(|s| started.contains(&s.node) || retrying.contains(&s.node));
+        if settled {
+            return;
+        }
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) => {
+                    if let (Body::SinkStartFailed(_), Some(sink)) =
+                        (&e.body, e.subject.strip_prefix(&prefix))
+                    {
+                        retrying.insert(sink.to_owned());
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            // Sinks register as they start; look again soon.
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            // Ended already: the failure watcher reports it.
+            _ = &mut failure => return,
+            () = &mut deadline => {
+                tracing::warn!(instance = %name, "sinks still starting after {} s; answering Activate", SETTLE_TIMEOUT.as_secs());
+                return;
+            }
         }
     }
 }

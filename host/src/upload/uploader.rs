@@ -27,7 +27,7 @@ use crate::events::catalog::{self, RecordingOutput};
 use crate::events::{Event, EventBus};
 use crate::retry::Backoff;
 use crate::sync::LockExt;
-use crate::time::Ticks90k;
+use crate::time::{Duration90k, Ticks90k};
 use crate::topology::OutputType;
 
 /// The store and timing every uploader of a process uses.
@@ -108,6 +108,8 @@ pub struct Backlog {
     pub bytes: u64,
     /// Start of the oldest pending segment.
     pub oldest_start: Option<Ticks90k>,
+    /// Media time of the pending segments together.
+    pub media: Duration90k,
 }
 
 impl Backlog {
@@ -116,6 +118,8 @@ impl Backlog {
             segments: pending.len(),
             bytes: pending.iter().map(|p| p.bytes).sum(),
             oldest_start: pending.first().map(|p| p.start),
+            // A segment across a clock step back has end < start: it holds no less media.
+            media: pending.iter().map(|p| (p.end - p.start).abs()).sum(),
         }
     }
 
