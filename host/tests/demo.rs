@@ -46,6 +46,7 @@ fn demo_records_the_test_camera_into_the_local_asset_store() {
         || !blobs().is_empty(),
     );
     check_playback(page, &asset);
+    check_service(page);
     let (code, log) = demo.stop();
     assert_eq!(code, Some(0), "{log}");
 
@@ -292,4 +293,24 @@ fn check_playback(page: SocketAddr, asset: &Path) {
         );
         assert!(!a.text().contains("@apiVersion"), "{target} leaked a file");
     }
+}
+
+/// The demo is the service: its instance was set and activated through the direct methods,
+/// and the page's asset list names it with its state.
+fn check_service(page: SocketAddr) {
+    let assets = get(page, "/assets", "");
+    assert_eq!(assets.status, 200);
+    let list: serde_json::Value = serde_json::from_slice(&assets.body).unwrap();
+    assert_eq!(
+        list["instances"],
+        serde_json::json!([{"name": "default", "state": "Active", "assets": ["CVRToAsset-default"]}]),
+        "{list}"
+    );
+    let status = get(page, "/status", "");
+    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(status["instances"][0]["state"], "Active", "{status}");
+    assert_eq!(
+        status["instances"][0]["sinks"][0]["camera"]["connected"], true,
+        "{status}"
+    );
 }

@@ -72,6 +72,13 @@ fn the_playback_page_plays_the_recording_in_chromium() {
     assert_eq!(bar.len(), 1, "one green range on the bar\n{}", context());
     assert_eq!(bar[0]["title"], format!("{start} → {end}"), "{}", context());
     assert!(bar[0]["width"].as_f64().unwrap() >= 1.0, "{}", context());
+    // The demo records through the service: the page names its instance and state.
+    assert_eq!(
+        report["instanceText"],
+        "Instance default: Active",
+        "{}",
+        context()
+    );
     let text = report["rangesText"].as_str().unwrap();
     assert!(
         text.starts_with("1 recorded range(s): ") && text.contains(start),

@@ -134,6 +134,7 @@ try {
     }),
   );
   report.rangesText = await page.$eval("#ranges", (n) => n.textContent);
+  report.instanceText = await page.$eval("#instance", (n) => n.textContent);
   // What the server says right after the page drew it (a new upload comes only every 30 s).
   report.timeRanges = (await api(`${base}/availableMedia?precision=full&${range}`)).timeRanges;
 
