@@ -5,9 +5,11 @@
 //! Split by job: [`store`] keeps the state crash-safely in the data directory; [`methods`]
 //! reads direct-method calls and answers them with LVA's statuses and payloads;
 //! [`supervisor`] starts and stops instances through `graph::start` / `RunningGraph::stop`;
-//! [`observe`] reports status, metrics and the event stream; [`api`] is the HTTP surface (an
-//! `axum::Router` the front door mounts); [`cli`] is the `serve` command and [`ops`] the
-//! `ops` command.
+//! [`observe`] reports status, metrics, readiness and the event stream; [`api`] is the HTTP
+//! surface (an `axum::Router`, and [`api::front_door`] mounting it with playback on the front
+//! door); [`settings`] reads `--config` under the flags; [`policy`] holds what the settings
+//! forbid (unsupported nodes, unsecured endpoints); [`cli`] is the `serve` command and [`ops`]
+//! the `ops` command.
 //!
 //! Owns: the meaning of the state file, the instance state machine and the method semantics.
 //! Must not: validate topologies itself (`topology::check` does, so `validate` and the API give
