@@ -784,18 +784,43 @@ fn serve_refuses_a_settings_file_with_an_unknown_key() {
 
 /// `responseTimeoutInSeconds` running out before the flush ends: 200 with the state and why,
 /// the instance stays Deactivating (Activate → 409) and becomes Inactive once the stop ends.
+/// The stop is made slow for certain: the instance records the test camera, so its stop seals
+/// a segment, and the store accepts connections but never answers, so the flush lasts until
+/// its bound (2 s). (With a camera that is down the stop can end before a 0 s timeout fires.)
 #[tokio::test]
 async fn a_deactivate_that_runs_out_of_time_says_so_and_the_stop_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let app = api::routes(open(dir.path()));
+    let silent_store = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let store = StoreArgs {
+        asset_store: Some(format!(
+            "http://{}/devstoreaccount1/cams?sv=2024-01-01&sig=c2VjcmV0",
+            silent_store.local_addr().unwrap()
+        )),
+        upload_flush_timeout_secs: 2,
+        ..StoreArgs::default()
+    };
+    let app = api::routes(open_full(dir.path(), Policy::default(), store));
+    let camera = TestCamera::start();
     assert_eq!(call(&app, "GraphTopologySet", topology("2.0")).await.0, 201);
-    let set = call(&app, "GraphInstanceSet", instance("cam-1", DOWN_CAMERA)).await;
+    let set = call(&app, "GraphInstanceSet", instance("cam-1", &camera.url)).await;
     assert_eq!(set.0, 201);
     let name = json!({"@apiVersion": "2.0", "name": "cam-1"});
     assert_eq!(
         call(&app, "GraphInstanceActivate", name.clone()).await.0,
         200
     );
+    let mut frames = 0;
+    for _ in 0..300 {
+        let status: Value = serde_json::from_str(&get(&app, "/status").await.1).unwrap();
+        frames = status["instances"][0]["sinks"][0]["frames"]
+            .as_u64()
+            .unwrap_or(0);
+        if frames > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(frames > 0, "the instance records the camera");
     // No time at all: the stop (TEARDOWN, seal, flush) cannot have ended.
     let (s, p) = bare(
         &app,
@@ -924,4 +949,43 @@ async fn readiness_reports_the_store_reachable_or_degraded() {
     assert_eq!(body["store"]["reachable"], false, "{body}");
     assert!(body["store"]["error"].is_string(), "{body}");
     assert!(!text.contains("c2VjcmV0"), "the SAS is not shown: {text}");
+}
+
+/// `mediagraph camera` on a free loopback port, killed on drop.
+struct TestCamera {
+    child: std::process::Child,
+    url: String,
+}
+
+impl TestCamera {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // Owned at once, so that the drop kills and reaps it on every path.
+        let camera = Self {
+            child: std::process::Command::new(env!("CARGO_BIN_EXE_mediagraph"))
+                .args(["camera", "--port", &port.to_string()])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+            url: format!("rtsp://127.0.0.1:{port}/cam1"),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return camera;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the test camera did not listen on {port}");
+    }
+}
+
+impl Drop for TestCamera {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -271,12 +271,14 @@ impl Worker {
         let mut last_upload: Option<(Instant, Ticks90k)> = None;
         let mut catch_up: Option<(Instant, u64)> = None;
         let mut prepared = false;
+        let mut stop = self.stop.clone();
         while !*self.stop.borrow() {
             let pending = self.pending();
             if !prepared {
-                match self.store.prepare().await {
-                    Ok(()) => prepared = true,
-                    Err(e) => {
+                match unless_stopped(&mut stop, self.store.prepare()).await {
+                    None => break,
+                    Some(Ok(())) => prepared = true,
+                    Some(Err(e)) => {
                         failures += 1;
                         self.report_failure(None, &e, failures);
                         self.pause(self.backoff(failures)).await;
@@ -284,11 +286,15 @@ impl Worker {
                     }
                 }
             }
-            if let Err(e) = self.store_gaps().await {
-                failures += 1;
-                self.report_failure(None, &e, failures);
-                self.pause(self.backoff(failures)).await;
-                continue;
+            match unless_stopped(&mut stop, self.store_gaps()).await {
+                None => break,
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    failures += 1;
+                    self.report_failure(None, &e, failures);
+                    self.pause(self.backoff(failures)).await;
+                    continue;
+                }
             }
             let Some(oldest) = pending.first().cloned() else {
                 self.pause(self.policy.poll_interval).await;
@@ -537,6 +543,21 @@ impl Worker {
     /// Sleeps, waking early when stop is requested.
     async fn pause(&mut self, d: Duration) {
         let _ = tokio::time::timeout(d, self.stop.wait_for(|stop| *stop)).await;
+    }
+}
+
+/// `work`, unless the stop comes first. A store that accepts connections and never answers
+/// would otherwise hold a stop for its request timeouts and retries (minutes) before the
+/// bounded flush even starts. Only for calls that are safe to abandon and repeat (checking the
+/// container, storing gap records); an upload in flight is let finish, and the flush bounds
+/// its own attempts.
+async fn unless_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        _ = stop.wait_for(|stop| *stop) => None,
     }
 }
 
