@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::topology::OutputType;
+use crate::topology::{IgnoredNode, OutputType};
 
 /// Declares the catalogue: each line is `Variant = "prefix" (Body struct)`; the event type is
 /// the prefix followed by the variant's name.
@@ -80,6 +80,9 @@ catalogue! {
     PluginFault = "Mediagraph.Diagnostics." (PluginFault),
     /// A sink could not start (cache, plugin); it is retried while the others record.
     SinkStartFailed = "Mediagraph.Diagnostics." (SinkStartFailed),
+    /// A node of the topology this host does not run (`unsupportedNodes: ignore`), once per
+    /// activation of the instance.
+    NodeNotRun = "Mediagraph.Diagnostics." (NodeNotRun),
 }
 
 /// How serious an event is. AVA's levels: Error for the *Error events, Informational for
@@ -103,7 +106,8 @@ impl Body {
             | Body::GraphInstanceStopped(_)
             | Body::MediaSessionEstablished(_)
             | Body::UploadCatchUp(_)
-            | Body::UploadCaughtUp(_) => Severity::Information,
+            | Body::UploadCaughtUp(_)
+            | Body::NodeNotRun(_) => Severity::Information,
             Body::DataDropped(_) | Body::PluginFault(_) => Severity::Warning,
             Body::AuthenticationError(_)
             | Body::ProtocolError(_)
@@ -311,4 +315,31 @@ pub struct SinkStartFailed {
     pub error_code: &'static str,
     pub error_message: String,
     pub retry_in_seconds: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeNotRun {
+    pub node_name: String,
+    /// Its `@type` as written.
+    pub node_type: String,
+    /// JSON path of the node in the topology.
+    pub target: String,
+    pub reason: &'static str,
+}
+
+impl NodeNotRun {
+    /// The event for `node`; its subject is the node's own
+    /// (`/graphInstances/<i>/processors/<node>`).
+    pub fn of(instance: &str, node: &IgnoredNode) -> (String, Self) {
+        (
+            format!("/graphInstances/{instance}/{}/{}", node.list, node.node),
+            Self {
+                node_name: node.node.clone(),
+                node_type: node.node_type.clone(),
+                target: node.target.clone(),
+                reason: "unsupportedNodes is 'ignore': this host records the RTSP source into its sinks and does not run this node",
+            },
+        )
+    }
 }

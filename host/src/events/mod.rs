@@ -288,4 +288,27 @@ mod tests {
         );
         assert_eq!(own.event_type(), "Mediagraph.Diagnostics.SinkStartFailed");
     }
+
+    #[test]
+    fn a_node_not_run_is_named_at_its_own_subject() {
+        let node = crate::topology::IgnoredNode {
+            node: "motionDetection".into(),
+            node_type: "#Microsoft.Media.MediaGraphMotionDetectionProcessor".into(),
+            list: "processors",
+            target: "$.properties.processors[0]".into(),
+        };
+        let (subject, body) = catalog::NodeNotRun::of("g1", &node);
+        let v = serde_json::to_value(Event::new(subject, body)).unwrap();
+        assert_eq!(v["eventType"], "Mediagraph.Diagnostics.NodeNotRun");
+        assert_eq!(
+            v["subject"],
+            "/graphInstances/g1/processors/motionDetection"
+        );
+        assert_eq!(v["body"]["nodeName"], "motionDetection");
+        assert_eq!(
+            v["body"]["nodeType"],
+            "#Microsoft.Media.MediaGraphMotionDetectionProcessor"
+        );
+        assert_eq!(v["body"]["target"], "$.properties.processors[0]");
+    }
 }

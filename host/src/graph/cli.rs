@@ -12,7 +12,7 @@ use super::{GraphError, RunOptions};
 use crate::datadir::{DataDirLock, EXIT_LOCKED, LockError};
 use crate::events::EventBus;
 use crate::plugin::{PluginError, PluginHost};
-use crate::topology::{self, ResolvedGraph};
+use crate::topology::{self, ResolvedGraph, UnsupportedNodes};
 
 /// Exit status of a topology that breaks a rule (as `mediagraph validate`).
 const EXIT_INVALID: u8 = 2;
@@ -36,6 +36,11 @@ pub struct RunArgs {
     /// from DIR/plugins). Without it the paths are used as they are.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Node types this host does not run (motion detection, extensions, IoT Hub nodes):
+    /// `reject` refuses the topology; `ignore` records every sink fed straight from the RTSP
+    /// source and reports each such node once per start (`Mediagraph.Diagnostics.NodeNotRun`).
+    #[arg(long, value_enum, default_value_t = UnsupportedNodes::Reject)]
+    pub unsupported_nodes: UnsupportedNodes,
     /// Seconds between progress lines.
     #[arg(long, default_value_t = 10)]
     pub progress_secs: u64,
@@ -110,12 +115,13 @@ pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
     let mut graphs = Vec::new();
     for file in instance_files {
         let instance_json = file.map(|f| read(f)).transpose()?;
-        match topology::resolve(
+        match topology::resolve_with(
             &topology_json,
             instance_json.as_deref(),
             &params,
             &plugins,
             SystemTime::now(),
+            args.unsupported_nodes,
         ) {
             Ok(g) => {
                 if graphs

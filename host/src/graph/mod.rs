@@ -276,6 +276,11 @@ async fn run_cameras(
     for f in &graph.file_sinks {
         tracing::warn!(sink = %f.node, "file sinks are not recorded by this version; ignored");
     }
+    for node in &graph.ignored_nodes {
+        tracing::warn!(instance = %graph.instance_name, node = %node.node, node_type = %node.node_type, "not run (unsupportedNodes: ignore)");
+        let (subject, body) = catalog::NodeNotRun::of(&graph.instance_name, node);
+        events.emit(Event::new(subject, body));
+    }
     let progress = tokio::spawn(progress_loop(
         cameras.clone(),
         options.progress_every,

@@ -171,6 +171,7 @@ fn write_summary(out: &mut impl Write, g: &ResolvedGraph) -> std::io::Result<()>
         let (kind, what) = match a.output_type {
             OutputType::AssetName => ("asset sink", "asset"),
             OutputType::VideoName => ("video sink", "video"),
+            OutputType::FilePath => ("file sink", "file"),
         };
         writeln!(
             out,

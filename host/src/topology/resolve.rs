@@ -70,6 +70,8 @@ pub enum OutputType {
     AssetName,
     /// AVA's video sink: `outputLocation` is the video name.
     VideoName,
+    /// A file sink: `outputLocation` is the path of the file.
+    FilePath,
 }
 
 impl OutputType {
@@ -77,6 +79,7 @@ impl OutputType {
         match self {
             OutputType::AssetName => "assetName",
             OutputType::VideoName => "videoName",
+            OutputType::FilePath => "filePath",
         }
     }
 }

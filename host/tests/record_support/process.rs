@@ -73,6 +73,23 @@ impl Proc {
         }
     }
 
+    /// Waits (bounded) for the process to exit by itself; returns the exit status code.
+    pub fn wait_exit(mut self, timeout: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100)); // let the reader drain
+                return (status.code(), self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// kill -9: no chance to clean up.
     pub fn crash(mut self) {
         self.signal("-KILL");
@@ -85,12 +102,16 @@ impl Proc {
 
     /// The LVA events the recorder logged, parsed.
     pub fn events(&self) -> Vec<serde_json::Value> {
-        self.log()
-            .lines()
-            .filter_map(|l| l.find("{\"eventType\"").map(|i| &l[i..]))
-            .filter_map(|j| serde_json::from_str(j).ok())
-            .collect()
+        events_in(&self.log())
     }
+}
+
+/// The LVA events in a recorder's log, parsed.
+pub fn events_in(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter_map(|l| l.find("{\"eventType\"").map(|i| &l[i..]))
+        .filter_map(|j| serde_json::from_str(j).ok())
+        .collect()
 }
 
 impl Drop for Proc {
