@@ -99,10 +99,13 @@ pub enum GapCause {
     /// Uploaded media deleted from the asset store by its retention (age or size). Recorded by
     /// the store, never by the cache.
     Retention,
+    /// Frames dropped because this sink could not keep up (its queue was full) while another
+    /// sink of the same camera recorded them.
+    SinkBehind,
 }
 
 impl GapCause {
-    pub const ALL: [GapCause; 8] = [
+    pub const ALL: [GapCause; 9] = [
         GapCause::CameraOffline,
         GapCause::EvictedBeforeUpload,
         GapCause::Crash,
@@ -111,6 +114,7 @@ impl GapCause {
         GapCause::EvictedDiskFull,
         GapCause::DiskFull,
         GapCause::Retention,
+        GapCause::SinkBehind,
     ];
 
     /// The cause's name, as `gaps.log`, gap records and the API spell it.
@@ -124,6 +128,7 @@ impl GapCause {
             GapCause::EvictedDiskFull => "EvictedDiskFull",
             GapCause::DiskFull => "DiskFull",
             GapCause::Retention => "Retention",
+            GapCause::SinkBehind => "SinkBehind",
         }
     }
 

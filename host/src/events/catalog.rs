@@ -247,8 +247,10 @@ pub struct StorageError {
 pub struct DataDropped {
     /// `video` (a dropped fragment carries every track's samples; LVA names the data type).
     pub data_type: &'static str,
-    /// `diskFull` or `localMediaCacheMaximumSizeMiB`.
+    /// `diskFull`, `localMediaCacheMaximumSizeMiB` or `sinkBehind` (a sink whose queue is
+    /// full while its camera's other sinks record).
     pub reason: &'static str,
+    /// Of the first drop of the episode (the event is reported once per episode).
     pub bytes: u64,
 }
 

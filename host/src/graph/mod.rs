@@ -1,5 +1,6 @@
-//! Runs one resolved graph instance: for every asset sink, an RTSP source task feeding a
-//! recorder task through a bounded channel, and a progress line per camera.
+//! Runs one resolved graph instance: for every RTSP source node one source task (one camera
+//! session), feeding each of its sinks' recorder tasks through a bounded queue of its own
+//! (`source::handoff`), and a progress line per sink.
 //!
 //! Owns the wiring and the lifecycle (start, clean stop that seals every open segment). It must
 //! not validate topologies (topology did), lay out bytes (record/plugins do) or touch files
@@ -8,7 +9,7 @@
 pub mod cli;
 pub mod demo;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -25,15 +26,16 @@ use crate::plugin::types::SegmenterConfig;
 use crate::plugin::{PluginError, PluginHost};
 use crate::record::{Plugins, Recorder, RecorderStats};
 use crate::retry::Backoff;
-use crate::source::handoff::{self, Batches};
+use crate::source::handoff::{self, Batches, Joiner};
 use crate::source::{self, SourceConfig, SourceCredentials};
 use crate::sync::LockExt;
-use crate::topology::{AssetSinkSpec, MediaSelection, ResolvedGraph};
+use crate::topology::{AssetSinkSpec, MediaSelection, ResolvedGraph, RtspSourceSpec};
 use crate::upload::uploader::{SinkTarget, StatusReader, UploadSetup, Uploader, UploaderStatus};
 
-/// Batches in flight between one camera's session and its recorder (each at most
-/// [`handoff::MAX_BATCH_ITEMS`] frames). Bounded so a slow disk slows the session (TCP back
-/// pressure) instead of growing memory.
+/// Batches in flight between one camera's session and each of its sinks (each at most
+/// [`handoff::MAX_BATCH_ITEMS`] frames). Bounded so a slow disk never grows memory: it slows
+/// the session (TCP back pressure) when its sink is the camera's only one, and costs that sink
+/// alone frames when there are others.
 const QUEUE_BATCHES: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -286,20 +288,71 @@ async fn run_cameras(
         options.progress_every,
         shutdown.clone(),
     ));
-    let sinks = graph.asset_sinks.iter().map(|sink| {
-        run_sink(
-            graph,
-            sink,
-            plugins,
-            events,
-            options,
-            &cameras,
+    // One RTSP session per source node, whatever the number of its sinks; each sink joins
+    // its source's hand-over once it has started.
+    let mut joiners = HashMap::new();
+    let mut sources = Vec::new();
+    for spec in &graph.sources {
+        let sinks: Vec<&AssetSinkSpec> = graph
+            .asset_sinks
+            .iter()
+            .filter(|s| s.source == spec.node)
+            .collect();
+        if sinks.is_empty() {
+            continue;
+        }
+        let audio = sinks
+            .iter()
+            .any(|s| s.media == MediaSelection::AudioAndVideo);
+        let (handoff, joiner) = handoff::fan_out(sinks.len(), events.clone());
+        sources.push(tokio::spawn(source::run(
+            source_config(graph, spec, audio),
+            handoff,
+            events.clone(),
             shutdown.clone(),
-        )
-    });
+        )));
+        joiners.insert(spec.node.as_str(), joiner);
+    }
+    let sinks: Vec<_> = graph
+        .asset_sinks
+        .iter()
+        .map(|sink| {
+            run_sink(
+                graph,
+                sink,
+                joiners.get(sink.source.as_str()).cloned(),
+                plugins,
+                events,
+                options,
+                &cameras,
+                shutdown.clone(),
+            )
+        })
+        .collect();
+    // Only the sinks may join now: once they all have (or gave up), a source without sinks
+    // ends.
+    drop(joiners);
     let results = futures::future::join_all(sinks).await;
+    for task in sources {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "a source task panicked");
+        }
+    }
     progress.abort();
     results.into_iter().collect()
+}
+
+/// How to reach the camera of source node `spec`; `audio` when any of its sinks records audio.
+fn source_config(graph: &ResolvedGraph, spec: &RtspSourceSpec, audio: bool) -> SourceConfig {
+    let credentials = spec.credentials.as_ref().map(|c| SourceCredentials {
+        username: c.username.clone(),
+        password: c.password.expose().to_owned(),
+    });
+    let subject = format!(
+        "/graphInstances/{}/sources/{}",
+        graph.instance_name, spec.node
+    );
+    SourceConfig::new(spec.url.clone(), credentials, audio, subject)
 }
 
 /// What a sink needs before it can record.
@@ -309,23 +362,21 @@ struct Started {
     plugins: Plugins,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_sink(
     graph: &ResolvedGraph,
     sink: &AssetSinkSpec,
+    joiner: Option<Joiner>,
     plugins: &PluginHost,
     events: &EventBus,
     options: &RunOptions,
     cameras: &Cameras,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), GraphError> {
-    let spec = graph
-        .sources
-        .iter()
-        .find(|s| s.node == sink.source)
-        .ok_or_else(|| GraphError::NoSource {
-            sink: sink.node.clone(),
-            source_node: sink.source.clone(),
-        })?;
+    let joiner = joiner.ok_or_else(|| GraphError::NoSource {
+        sink: sink.node.clone(),
+        source_node: sink.source.clone(),
+    })?;
     let sink_subject = format!(
         "/graphInstances/{}/sinks/{}",
         graph.instance_name, sink.node
@@ -376,7 +427,7 @@ async fn run_sink(
         cache.clone(),
         recorder_plugins,
         events.clone(),
-        sink_subject,
+        sink_subject.clone(),
         catalog::RecordingOutput {
             output_type: sink.output_type,
             output_location: sink.asset_name.as_str().to_owned(),
@@ -384,34 +435,21 @@ async fn run_sink(
         recovery.crashed,
     );
     cameras.lock_unpoisoned().push(Camera {
-        label: format!("{}: {}→{}", graph.instance_name, spec.node, sink.node),
+        label: format!("{}: {}→{}", graph.instance_name, sink.source, sink.node),
         sink: sink.node.clone(),
-        source: spec.node.clone(),
+        source: sink.source.clone(),
         asset: sink.asset_name.as_str().to_owned(),
         stats: recorder.stats(),
         cache: cache.clone(),
         upload: uploader.status_reader(),
     });
 
-    let credentials = spec.credentials.as_ref().map(|c| SourceCredentials {
-        username: c.username.clone(),
-        password: c.password.expose().to_owned(),
-    });
     let audio = sink.media == MediaSelection::AudioAndVideo;
-    let source_subject = format!(
-        "/graphInstances/{}/sources/{}",
-        graph.instance_name, spec.node
-    );
-    let cfg = SourceConfig::new(spec.url.clone(), credentials, audio, source_subject);
-    let (handoff, batches) = handoff::channel(QUEUE_BATCHES);
-    let tasks = [
-        tokio::spawn(source::run(cfg, handoff, events.clone(), shutdown.clone())),
-        tokio::spawn(record_loop(recorder, batches, cache)),
-    ];
-    for t in tasks {
-        if let Err(e) = t.await {
-            tracing::error!(error = %e, "a camera task panicked");
-        }
+    let (feed, batches) = handoff::feed(sink_subject.clone(), audio, QUEUE_BATCHES);
+    joiner.join(feed);
+    drop(joiner);
+    if let Err(e) = tokio::spawn(record_loop(recorder, batches, cache)).await {
+        tracing::error!(error = %e, "a recorder task panicked");
     }
     // The open segment is sealed now: flush the upload backlog (bounded wait).
     let report = uploader.stop().await;

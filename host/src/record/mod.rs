@@ -237,6 +237,12 @@ impl Recorder {
                     }
                     RunEndReason::ClockJump => GapCause::ClockJump,
                     RunEndReason::Shutdown => GapCause::RecorderStopped,
+                    RunEndReason::SinkBehind { frames } => {
+                        self.stats
+                            .dropped_frames
+                            .fetch_add(frames, Ordering::Relaxed);
+                        GapCause::SinkBehind
+                    }
                 };
                 ended
             }

@@ -8,9 +8,10 @@
 //! media time to wall-clock 90 kHz ticks per run ([`clock`]), reading several frames per
 //! wake-up ([`batching`]) and the LVA diagnostics about the session.
 //!
-//! Must not: touch the disk, decide segment boundaries, or block the runtime. It hands frames to
-//! the recorder through a bounded channel ([`handoff`]); a slow recorder slows the session down
-//! (back pressure) instead of growing memory.
+//! Must not: touch the disk, decide segment boundaries, or block the runtime. One session per
+//! source node feeds all its sinks through bounded queues ([`handoff`]): a slow sink slows the
+//! session down (back pressure) when it is the only one, and loses frames for itself alone
+//! when there are others; memory never grows with a slow sink.
 //!
 //! Parts: [`session`] (one RTSP session: connect, DESCRIBE/SETUP/PLAY, frames, runs),
 //! [`error`] (what a failed session is reported as), [`codec`] (choosing tracks, keyframes,
@@ -154,6 +155,9 @@ pub enum RunEndReason {
     ClockJump,
     /// Asked to stop.
     Shutdown,
+    /// This sink's queue was full, so its frames were dropped (`frames` of them) while the
+    /// camera's other sinks went on; it starts a new run at a keyframe (see [`handoff`]).
+    SinkBehind { frames: u64 },
 }
 
 impl std::fmt::Display for RunEndReason {
@@ -163,6 +167,7 @@ impl std::fmt::Display for RunEndReason {
             Self::Stalled => f.write_str("stalled"),
             Self::ClockJump => f.write_str("clock jump"),
             Self::Shutdown => f.write_str("shutdown"),
+            Self::SinkBehind { frames } => write!(f, "sink behind: {frames} frames dropped"),
         }
     }
 }
@@ -177,12 +182,20 @@ pub enum SourceItem {
 
 /// Runs the camera's sessions until `shutdown` turns true; never returns early on camera
 /// errors. Each played session is a run bracketed by `RunStarted`/`RunEnded` on `handoff`.
+/// The camera is not contacted before the first sink has joined the hand-over.
 pub async fn run(
     cfg: SourceConfig,
     mut handoff: Handoff,
     events: EventBus,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if *shutdown.borrow() {
+        return;
+    }
+    tokio::select! {
+        joined = handoff.first_sink() => if joined.is_err() { return },
+        _ = shutdown.changed() => return,
+    }
     let group = Arc::new(SessionGroup::default().named(cfg.subject.clone()));
     // The first retry after half a second; ±25 % jitter.
     let mut backoff = Backoff::new(Duration::from_millis(500), cfg.max_backoff, 0.75..=1.25);
