@@ -40,6 +40,17 @@ impl Ticks90k {
         }
     }
 
+    /// The instant as a `SystemTime` (to the nanosecond, rounded down).
+    pub fn to_system_time(self) -> SystemTime {
+        let nanos = i128::from(self.0) * 1_000_000_000 / i128::from(TICKS_PER_SECOND);
+        let d = Duration::from_nanos(nanos.unsigned_abs() as u64);
+        if nanos >= 0 {
+            UNIX_EPOCH + d
+        } else {
+            UNIX_EPOCH - d
+        }
+    }
+
     pub fn from_secs(secs: i64) -> Self {
         Self(secs * TICKS_PER_SECOND)
     }

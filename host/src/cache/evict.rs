@@ -97,7 +97,11 @@ impl Cache {
                 evicted.push(meta);
             }
         }
-        sync_dir(&self.dir)?;
+        sync_dir(self.media())?;
+        if let Some(files) = &self.files {
+            let live: Vec<SegmentMeta> = lock(&self.index).sealed.values().cloned().collect();
+            files.compact(&self.dir, &live, false);
+        }
         Ok(true)
     }
 
@@ -128,7 +132,7 @@ impl Cache {
             self.record_gap(gap)?;
             lock(&self.index).gap_logged.insert(id);
         }
-        self.dir
+        self.media()
             .remove_file(&meta.file_name)
             .map_err(io("remove", &meta.file_name))?;
         let mut index = lock(&self.index);

@@ -51,11 +51,14 @@ use crate::sync::LockExt;
 use crate::time::Ticks90k;
 
 mod evict;
+mod files;
 mod logs;
 mod names;
 mod recovery;
 mod writer;
 
+use files::Files;
+pub use files::{BOOKKEEPING_DIR, FileNamer, plain_file_name};
 use logs::{AppendLog, GAPS_LOG, UPLOADED_LOG};
 pub use names::sanitize_dir_name;
 use recovery::RUNNING;
@@ -249,6 +252,9 @@ struct JournalHeader {
     start: Ticks90k,
     codecs: String,
     ext: String,
+    /// File-sink layout: the finished file's name in the output directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
 }
 
 /// The in-memory index. Its lock is never held across a file-system call.
@@ -287,6 +293,9 @@ pub struct Cache {
     /// Bytes of `uploaded.log` and `gaps.log`.
     uploaded_log_bytes: AtomicU64,
     gaps_log_bytes: AtomicU64,
+    /// The file-sink layout ([`Cache::open_files`]): finished segments are named files in an
+    /// output directory, and `dir` is its bookkeeping subdirectory.
+    files: Option<Files>,
 }
 
 /// Room kept for the journal, so the directory as a whole stays within the budget: 1/64 of
@@ -311,7 +320,49 @@ impl Cache {
 
     /// Like [`Cache::open`] on an already opened directory.
     pub fn open_dir(dir: Dir, limit_bytes: u64) -> Result<(Cache, Recovery), CacheError> {
-        let (mut sealed, recovery) = recovery::reconcile(&dir)?;
+        let (sealed, recovery) = recovery::reconcile(&dir, &mut |open_name, meta| {
+            dir.rename(open_name, &dir, &meta.file_name)
+                .map_err(io("rename", open_name))
+        })?;
+        Self::open_with(dir, limit_bytes, sealed, recovery, None)
+    }
+
+    /// A file sink's output directory `media` in the file-sink layout (see [`files`]): each
+    /// segment is a finished file named `namer(start)` (plus the formatter's extension, and
+    /// `-N` if the name is taken), the oldest are evicted to stay within `limit_bytes`, and
+    /// what was being written when the process died is cut at its last complete fragment
+    /// and finished at the next open.
+    pub fn open_files(
+        media: Dir,
+        limit_bytes: u64,
+        namer: FileNamer,
+    ) -> Result<(Cache, Recovery), CacheError> {
+        media
+            .create_dir_all(BOOKKEEPING_DIR)
+            .map_err(io("create directory", BOOKKEEPING_DIR))?;
+        let dir = media
+            .open_dir(BOOKKEEPING_DIR)
+            .map_err(io("open directory", BOOKKEEPING_DIR))?;
+        let (files, mut sealed) = Files::open(media, &dir, namer)?;
+        let (recovered, recovery) = recovery::reconcile(&dir, &mut |open_name, meta| {
+            files.place(&dir, open_name, meta)
+        })?;
+        for mut meta in recovered.into_values() {
+            meta.uploaded = true;
+            sealed.insert(meta.id, meta);
+        }
+        let live: Vec<SegmentMeta> = sealed.values().cloned().collect();
+        files.compact(&dir, &live, true);
+        Self::open_with(dir, limit_bytes, sealed, recovery, Some(files))
+    }
+
+    fn open_with(
+        dir: Dir,
+        limit_bytes: u64,
+        mut sealed: BTreeMap<SegmentId, SegmentMeta>,
+        recovery: Recovery,
+        files: Option<Files>,
+    ) -> Result<(Cache, Recovery), CacheError> {
         let uploaded = logs::read_uploaded(&dir)?;
         for id in &uploaded.ids {
             if let Some(m) = sealed.get_mut(id) {
@@ -375,6 +426,7 @@ impl Cache {
                 unlogged: Vec::new(),
             }),
             writer_bytes: AtomicU64::new(0),
+            files,
         };
         Ok((cache, recovery))
     }
@@ -401,6 +453,15 @@ impl Cache {
             + self.writer_bytes.load(Ordering::Acquire)
             + self.uploaded_log_bytes.load(Ordering::Acquire)
             + self.gaps_log_bytes.load(Ordering::Acquire)
+            + self
+                .files
+                .as_ref()
+                .map_or(0, |f| f.log_bytes.load(Ordering::Acquire))
+    }
+
+    /// Where sealed segments are: the cache directory, or a file sink's output directory.
+    fn media(&self) -> &Dir {
+        self.files.as_ref().map_or(&self.dir, |f| &f.media)
     }
 
     /// Every sealed segment, oldest (lowest id) first.
@@ -431,7 +492,7 @@ impl Cache {
             index.uploading = Some(id);
             name
         };
-        self.dir.open(&name).map_err(io("open", name))
+        self.media().open(&name).map_err(io("open", name))
     }
 
     /// Durable: the mark is fsynced before this returns. An error means the mark is not

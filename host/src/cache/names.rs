@@ -31,16 +31,18 @@ pub(super) fn sealed_meta(
     end: Ticks90k,
     bytes: u64,
 ) -> SegmentMeta {
-    let file_name = format!(
-        "{:012}_{}_{}_{}_{}_{}.{}",
-        id.0,
-        h.run,
-        h.sequence,
-        h.start.0,
-        end.0,
-        h.codecs.replace(',', "+"),
-        h.ext
-    );
+    let file_name = h.name.clone().unwrap_or_else(|| {
+        format!(
+            "{:012}_{}_{}_{}_{}_{}.{}",
+            id.0,
+            h.run,
+            h.sequence,
+            h.start.0,
+            end.0,
+            h.codecs.replace(',', "+"),
+            h.ext
+        )
+    });
     SegmentMeta {
         id,
         run: h.run,
@@ -50,7 +52,8 @@ pub(super) fn sealed_meta(
         bytes,
         codecs: h.codecs.clone(),
         file_name,
-        uploaded: false,
+        // A file sink's finished file has nothing left to upload.
+        uploaded: h.name.is_some(),
     }
 }
 

@@ -14,9 +14,14 @@ use crate::time::Ticks90k;
 
 pub(super) const RUNNING: &str = "running";
 
-/// Sealed segments by id, after every open one was sealed or removed.
+/// The step that gives a segment sealed at start-up its final name: `(open name, meta)`.
+pub(super) type Place<'a> = dyn FnMut(&str, &SegmentMeta) -> Result<(), CacheError> + 'a;
+
+/// Sealed segments by id, after every open one was sealed (and put in place by `place`) or
+/// removed.
 pub(super) fn reconcile(
     dir: &Dir,
+    place: &mut Place<'_>,
 ) -> Result<(BTreeMap<SegmentId, SegmentMeta>, Recovery), CacheError> {
     let mut recovery = Recovery {
         crashed: dir.exists(RUNNING),
@@ -49,7 +54,7 @@ pub(super) fn reconcile(
     }
     for (id, name) in opens {
         let journal_name = format!("{id}.journal");
-        match recover_open(dir, &name, &journal_name)? {
+        match recover_open(dir, &name, &journal_name, place)? {
             Some((meta, cut)) => {
                 recovery.truncated_bytes += cut;
                 recovery.sealed_open.push(meta.id);
@@ -70,6 +75,7 @@ fn recover_open(
     dir: &Dir,
     name: &str,
     journal_name: &str,
+    place: &mut Place<'_>,
 ) -> Result<Option<(SegmentMeta, u64)>, CacheError> {
     let id: u64 = name
         .trim_end_matches(".open")
@@ -119,8 +125,7 @@ fn recover_open(
     file.sync_all().map_err(io("fsync", name))?;
     drop(file);
     let meta = sealed_meta(SegmentId(id), &header, end, bytes);
-    dir.rename(name, dir, &meta.file_name)
-        .map_err(io("rename", name))?;
+    place(name, &meta)?;
     sync_dir(dir)?;
     dir.remove_file(journal_name)
         .map_err(io("remove", journal_name))?;

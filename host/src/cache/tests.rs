@@ -422,3 +422,142 @@ fn a_segment_evicted_during_its_upload_leaves_no_false_gap_and_its_mark_no_error
         }]
     );
 }
+
+/// A file-sink layout on `dir`, files named `cam-<seconds>`.
+fn open_files(dir: &Path, limit: u64) -> (Cache, Recovery) {
+    let media = Dir::open_ambient_dir(dir, ambient_authority()).unwrap();
+    Cache::open_files(
+        media,
+        limit,
+        Box::new(|start: Ticks90k| format!("cam-{}", start.0 / 90_000)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn file_sink_files_are_named_by_the_pattern_and_the_bookkeeping_is_hidden() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, _) = open_files(tmp.path(), 1 << 20);
+    let a = write_segment(&c, 1, 0, T0, &[b"aaaa", b"bb"]);
+    // The same start renders the same name: the second file gets a suffix, nothing is replaced.
+    let b = write_segment(&c, 2, 0, T0, &[b"cc"]);
+    std::fs::write(tmp.path().join("cam-1700000000-2.mp4"), b"the operator's").unwrap();
+    c.begin_segment(3, 0, T0, "avc1.64001F", "mp4").unwrap();
+    assert_eq!(
+        c.open_file_name().as_deref(),
+        Some("cam-1700000000-3.mp4"),
+        "a file already there is never a candidate"
+    );
+    c.append_fragment(&[b"dd"], T0 + Duration90k::from_secs(1))
+        .unwrap();
+    c.seal().unwrap();
+    assert_eq!(
+        (a.file_name.as_str(), a.uploaded),
+        ("cam-1700000000.mp4", true)
+    );
+    assert_eq!(b.file_name, "cam-1700000000-1.mp4");
+    assert_eq!(
+        names(tmp.path()),
+        [
+            ".mediagraph",
+            "cam-1700000000-1.mp4",
+            "cam-1700000000-2.mp4",
+            "cam-1700000000-3.mp4",
+            "cam-1700000000.mp4"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("cam-1700000000.mp4")).unwrap(),
+        b"aaaabb"
+    );
+    assert_eq!(
+        std::fs::read(tmp.path().join("cam-1700000000-2.mp4")).unwrap(),
+        b"the operator's"
+    );
+    c.close().unwrap();
+
+    // The index survives a restart; a file the operator deleted leaves it.
+    std::fs::remove_file(tmp.path().join("cam-1700000000-1.mp4")).unwrap();
+    let (c, rec) = open_files(tmp.path(), 1 << 20);
+    assert!(!rec.crashed);
+    let names: Vec<String> = c.sealed().into_iter().map(|m| m.file_name).collect();
+    assert_eq!(names, ["cam-1700000000.mp4", "cam-1700000000-3.mp4"]);
+}
+
+#[test]
+fn file_names_stay_plain_files_inside_the_output_directory() {
+    for (raw, plain) in [
+        ("../../etc/passwd", "_.._.._etc_passwd"),
+        (".mediagraph", "_.mediagraph"),
+        ("..", "_.."),
+        ("", "_"),
+        ("a\\b\0c", "a_b_c"),
+        ("cam-20260101T000000Z", "cam-20260101T000000Z"),
+    ] {
+        assert_eq!(plain_file_name(raw), plain, "{raw:?}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let media = Dir::open_ambient_dir(&out, ambient_authority()).unwrap();
+    let (c, _) = Cache::open_files(media, 1 << 20, Box::new(|_| "../escaped".to_owned())).unwrap();
+    let m = write_segment(&c, 1, 0, T0, &[b"x"]);
+    assert_eq!(m.file_name, "_.._escaped.mp4");
+    assert_eq!(
+        names(tmp.path()),
+        ["out"],
+        "nothing written outside the output directory"
+    );
+}
+
+#[test]
+fn file_sink_evicts_the_oldest_files_and_recovers_the_open_one_after_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limit = 256 * 1024;
+    let (c, _) = open_files(tmp.path(), limit);
+    let chunk = vec![7u8; 60 * 1024];
+    let mut start = T0;
+    for run in 1..=6 {
+        c.reserve(chunk.len() as u64, &mut |entries, _| vec![entries[0].id])
+            .unwrap();
+        let m = write_segment(&c, run, 0, start, &[&chunk]);
+        start = m.end + Duration90k::from_secs(1);
+        assert!(c.used_bytes() <= limit);
+    }
+    let kept: Vec<String> = c.sealed().into_iter().map(|m| m.file_name).collect();
+    assert_eq!(kept.len(), 4, "{kept:?}");
+    assert!(
+        !tmp.path().join("cam-1700000000.mp4").exists(),
+        "the oldest went first"
+    );
+    assert!(
+        c.gaps().is_empty(),
+        "a file sink's files are not pending uploads: no gaps"
+    );
+
+    // kill -9 with a file open: its complete fragment is kept, the torn rest is cut.
+    c.begin_segment(9, 0, start, "avc1.64001F", "mp4").unwrap();
+    let name = c.open_file_name().unwrap();
+    c.append_fragment(&[b"whole"], start + Duration90k::from_secs(1))
+        .unwrap();
+    drop(c);
+    let open = tmp
+        .path()
+        .join(".mediagraph")
+        .join(format!("{:012}.open", 7));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&open)
+        .unwrap();
+    f.write_all(b"torn").unwrap();
+    assert!(
+        !tmp.path().join(&name).exists(),
+        "only finished files are in the directory"
+    );
+    let (c, rec) = open_files(tmp.path(), limit);
+    assert!(rec.crashed);
+    assert_eq!(rec.truncated_bytes, 4);
+    assert_eq!(std::fs::read(tmp.path().join(&name)).unwrap(), b"whole");
+    assert_eq!(c.sealed().len(), 5);
+    assert!(!open.exists());
+}

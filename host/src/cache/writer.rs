@@ -87,12 +87,24 @@ impl Cache {
         };
         let name = open_name(id);
         let jname = journal_name(id);
+        let name_in_media = match &self.files {
+            None => None,
+            Some(files) => {
+                let taken = lock(&self.index)
+                    .sealed
+                    .values()
+                    .map(|m| m.file_name.clone())
+                    .collect();
+                Some(files.choose_name(start, ext, &taken)?)
+            }
+        };
         let header = JournalHeader {
             run,
             sequence,
             start,
             codecs: codecs.to_owned(),
             ext: ext.to_owned(),
+            name: name_in_media,
         };
         let file = self
             .dir
@@ -182,6 +194,14 @@ impl Cache {
         Ok(())
     }
 
+    /// File-sink layout: the name the open segment's file will have in the output directory.
+    pub fn open_file_name(&self) -> Option<String> {
+        lock(&self.writer)
+            .open
+            .as_ref()
+            .and_then(|o| o.header.name.clone())
+    }
+
     /// Bytes and fragments of the open segment.
     pub fn open_progress(&self) -> Option<(u64, u64)> {
         lock(&self.writer)
@@ -262,9 +282,13 @@ impl Cache {
         file.sync_all().map_err(io("fsync", &name))?;
         drop(file);
         let meta = sealed_meta(u.id, &u.header, u.end, u.bytes);
-        self.dir
-            .rename(&name, &self.dir, &meta.file_name)
-            .map_err(io("rename", &name))?;
+        match &self.files {
+            None => self
+                .dir
+                .rename(&name, &self.dir, &meta.file_name)
+                .map_err(io("rename", &name))?,
+            Some(files) => files.place(&self.dir, &name, &meta)?,
+        }
         {
             let mut index = lock(&self.index);
             index.sealed_bytes += meta.bytes;

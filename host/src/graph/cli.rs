@@ -191,7 +191,7 @@ pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
         tracing::info!(
             topology = %graph.topology_name,
             instance = %graph.instance_name,
-            sinks = graph.asset_sinks.len(),
+            sinks = graph.asset_sinks.len() + graph.file_sinks.len(),
             "recording"
         );
         super::run(graph, &plugins, &events, &options, stop_rx.clone())

@@ -20,7 +20,7 @@ use cap_std::fs::Dir;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cache::{Cache, CacheError, Recovery, sanitize_dir_name};
+use crate::cache::{Cache, CacheError, FileNamer, Recovery, sanitize_dir_name};
 use crate::events::{Event, EventBus, catalog};
 use crate::plugin::types::SegmenterConfig;
 use crate::plugin::{PluginError, PluginHost};
@@ -29,7 +29,11 @@ use crate::retry::Backoff;
 use crate::source::handoff::{self, Batches, Joiner};
 use crate::source::{self, SourceConfig, SourceCredentials};
 use crate::sync::LockExt;
-use crate::topology::{AssetSinkSpec, MediaSelection, ResolvedGraph, RtspSourceSpec};
+use crate::time::{Duration90k, Ticks90k};
+use crate::topology::{
+    AssetSinkSpec, FileSinkSpec, MediaSelection, OutputType, PluginSelection, ResolvedGraph,
+    RtspSourceSpec,
+};
 use crate::upload::uploader::{SinkTarget, StatusReader, UploadSetup, Uploader, UploaderStatus};
 
 /// Batches in flight between one camera's session and each of its sinks (each at most
@@ -50,7 +54,7 @@ pub enum GraphError {
     Plugin { sink: String, source: PluginError },
     #[error("sink {sink:?} reads from {source_node:?}, which is not an RTSP source of this graph")]
     NoSource { sink: String, source_node: String },
-    #[error("the graph has no asset sink to record")]
+    #[error("the graph has no sink to record (asset sink, video sink or file sink)")]
     NothingToRecord,
     #[error("sink {sink:?}: cache {path:?} is already used by another sink of this graph")]
     CacheShared { sink: String, path: PathBuf },
@@ -87,7 +91,8 @@ struct Camera {
     asset: String,
     stats: Arc<RecorderStats>,
     cache: Arc<Cache>,
-    upload: StatusReader,
+    /// `None` for a file sink, which uploads nothing.
+    upload: Option<StatusReader>,
 }
 
 /// What one running sink reports: read by the service's status and metrics.
@@ -130,7 +135,7 @@ pub fn start(
     events: EventBus,
     options: RunOptions,
 ) -> Result<RunningGraph, GraphError> {
-    if graph.asset_sinks.is_empty() {
+    if sinks(&graph).is_empty() {
         return Err(GraphError::NothingToRecord);
     }
     let mut dirs = HashSet::new();
@@ -178,7 +183,7 @@ impl RunningGraph {
                 stats: c.stats.clone(),
                 cache_used_bytes: c.cache.used_bytes(),
                 cache_limit_bytes: c.cache.limit_bytes(),
-                upload: c.upload.get(),
+                upload: c.upload.as_ref().map(StatusReader::get).unwrap_or_default(),
                 gaps: c.cache.gaps(),
             })
             .collect()
@@ -215,7 +220,8 @@ impl RunningGraph {
             .cameras
             .lock_unpoisoned()
             .iter()
-            .map(|c| c.upload.get().backlog.segments)
+            .filter_map(|c| c.upload.as_ref())
+            .map(|u| u.get().backlog.segments)
             .sum();
         StopSummary {
             drained: left_segments == 0,
@@ -263,6 +269,44 @@ pub async fn run(
     .await
 }
 
+/// A sink this host records: an LVA asset sink or AVA video sink (cache + upload), or a file
+/// sink (MP4 files in a local directory).
+#[derive(Clone, Copy)]
+enum Sink<'g> {
+    Asset(&'g AssetSinkSpec),
+    File(&'g FileSinkSpec),
+}
+
+impl Sink<'_> {
+    fn node(&self) -> &str {
+        match self {
+            Sink::Asset(s) => &s.node,
+            Sink::File(s) => &s.node,
+        }
+    }
+
+    fn source(&self) -> &str {
+        match self {
+            Sink::Asset(s) => &s.source,
+            Sink::File(s) => &s.source,
+        }
+    }
+
+    fn media(&self) -> MediaSelection {
+        match self {
+            Sink::Asset(s) => s.media,
+            Sink::File(s) => s.media,
+        }
+    }
+}
+
+fn sinks(graph: &ResolvedGraph) -> Vec<Sink<'_>> {
+    let assets = graph.asset_sinks.iter().map(Sink::Asset);
+    assets
+        .chain(graph.file_sinks.iter().map(Sink::File))
+        .collect()
+}
+
 /// [`run`], registering each sink in `cameras` as it starts.
 async fn run_cameras(
     graph: &ResolvedGraph,
@@ -272,11 +316,9 @@ async fn run_cameras(
     shutdown: watch::Receiver<bool>,
     cameras: Cameras,
 ) -> Result<(), GraphError> {
-    if graph.asset_sinks.is_empty() {
+    let all = sinks(graph);
+    if all.is_empty() {
         return Err(GraphError::NothingToRecord);
-    }
-    for f in &graph.file_sinks {
-        tracing::warn!(sink = %f.node, "file sinks are not recorded by this version; ignored");
     }
     for node in &graph.ignored_nodes {
         tracing::warn!(instance = %graph.instance_name, node = %node.node, node_type = %node.node_type, "not run (unsupportedNodes: ignore)");
@@ -293,18 +335,14 @@ async fn run_cameras(
     let mut joiners = HashMap::new();
     let mut sources = Vec::new();
     for spec in &graph.sources {
-        let sinks: Vec<&AssetSinkSpec> = graph
-            .asset_sinks
-            .iter()
-            .filter(|s| s.source == spec.node)
-            .collect();
-        if sinks.is_empty() {
+        let fed: Vec<&Sink<'_>> = all.iter().filter(|s| s.source() == spec.node).collect();
+        if fed.is_empty() {
             continue;
         }
-        let audio = sinks
+        let audio = fed
             .iter()
-            .any(|s| s.media == MediaSelection::AudioAndVideo);
-        let (handoff, joiner) = handoff::fan_out(sinks.len(), events.clone());
+            .any(|s| s.media() == MediaSelection::AudioAndVideo);
+        let (handoff, joiner) = handoff::fan_out(fed.len(), events.clone());
         sources.push(tokio::spawn(source::run(
             source_config(graph, spec, audio),
             handoff,
@@ -313,14 +351,13 @@ async fn run_cameras(
         )));
         joiners.insert(spec.node.as_str(), joiner);
     }
-    let sinks: Vec<_> = graph
-        .asset_sinks
+    let running: Vec<_> = all
         .iter()
-        .map(|sink| {
+        .map(|&sink| {
             run_sink(
                 graph,
                 sink,
-                joiners.get(sink.source.as_str()).cloned(),
+                joiners.get(sink.source()).cloned(),
                 plugins,
                 events,
                 options,
@@ -332,7 +369,7 @@ async fn run_cameras(
     // Only the sinks may join now: once they all have (or gave up), a source without sinks
     // ends.
     drop(joiners);
-    let results = futures::future::join_all(sinks).await;
+    let results = futures::future::join_all(running).await;
     for task in sources {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "a source task panicked");
@@ -360,12 +397,14 @@ struct Started {
     cache: Arc<Cache>,
     recovery: Recovery,
     plugins: Plugins,
+    /// A file sink's output directory, as events and logs name it.
+    output_dir: Option<PathBuf>,
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn run_sink(
     graph: &ResolvedGraph,
-    sink: &AssetSinkSpec,
+    sink: Sink<'_>,
     joiner: Option<Joiner>,
     plugins: &PluginHost,
     events: &EventBus,
@@ -374,12 +413,13 @@ async fn run_sink(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), GraphError> {
     let joiner = joiner.ok_or_else(|| GraphError::NoSource {
-        sink: sink.node.clone(),
-        source_node: sink.source.clone(),
+        sink: sink.node().to_owned(),
+        source_node: sink.source().to_owned(),
     })?;
     let sink_subject = format!(
         "/graphInstances/{}/sinks/{}",
-        graph.instance_name, sink.node
+        graph.instance_name,
+        sink.node()
     );
     // The same doubling as reconnects and uploads, with less jitter: a sink that cannot start
     // is an operator's problem to fix, so its retries may come in step.
@@ -412,45 +452,71 @@ async fn run_sink(
         cache,
         recovery,
         plugins: recorder_plugins,
+        output_dir,
     } = started;
     if recovery.crashed {
-        tracing::warn!(sink = %sink.node, ?recovery, "the previous run did not stop cleanly; cache reconciled");
+        tracing::warn!(sink = %sink.node(), ?recovery, "the previous run did not stop cleanly; cache reconciled");
     }
-    let uploader = Uploader::spawn(
-        SinkTarget::for_sink(&graph.instance_name, sink),
-        options.upload.policy.clone(),
-        options.upload.store.clone(),
-        cache.clone(),
-        events.clone(),
-    );
-    let recorder = Recorder::new(
-        cache.clone(),
-        recorder_plugins,
-        events.clone(),
-        sink_subject.clone(),
-        catalog::RecordingOutput {
-            output_type: sink.output_type,
-            output_location: sink.asset_name.as_str().to_owned(),
-        },
-        recovery.crashed,
-    );
+    let (uploader, recorder, asset) = match (sink, output_dir) {
+        (Sink::Asset(spec), _) => {
+            let uploader = Uploader::spawn(
+                SinkTarget::for_sink(&graph.instance_name, spec),
+                options.upload.policy.clone(),
+                options.upload.store.clone(),
+                cache.clone(),
+                events.clone(),
+            );
+            let name = spec.asset_name.as_str().to_owned();
+            let recorder = Recorder::new(
+                cache.clone(),
+                recorder_plugins,
+                events.clone(),
+                sink_subject.clone(),
+                catalog::RecordingOutput {
+                    output_type: spec.output_type,
+                    output_location: name.clone(),
+                },
+                recovery.crashed,
+            );
+            (Some(uploader), recorder, name)
+        }
+        (Sink::File(spec), dir) => {
+            let dir = dir.expect("a file sink has an output directory");
+            let recorder = Recorder::new(
+                cache.clone(),
+                recorder_plugins,
+                events.clone(),
+                sink_subject.clone(),
+                catalog::RecordingOutput {
+                    output_type: OutputType::FilePath,
+                    output_location: dir.display().to_string(),
+                },
+                recovery.crashed,
+            )
+            .into_files(dir.clone(), max_file_bytes(spec));
+            (None, recorder, dir.display().to_string())
+        }
+    };
     cameras.lock_unpoisoned().push(Camera {
-        label: format!("{}: {}→{}", graph.instance_name, sink.source, sink.node),
-        sink: sink.node.clone(),
-        source: sink.source.clone(),
-        asset: sink.asset_name.as_str().to_owned(),
+        label: format!("{}: {}→{}", graph.instance_name, sink.source(), sink.node()),
+        sink: sink.node().to_owned(),
+        source: sink.source().to_owned(),
+        asset,
         stats: recorder.stats(),
         cache: cache.clone(),
-        upload: uploader.status_reader(),
+        upload: uploader.as_ref().map(Uploader::status_reader),
     });
 
-    let audio = sink.media == MediaSelection::AudioAndVideo;
+    let audio = sink.media() == MediaSelection::AudioAndVideo;
     let (feed, batches) = handoff::feed(sink_subject.clone(), audio, QUEUE_BATCHES);
     joiner.join(feed);
     drop(joiner);
     if let Err(e) = tokio::spawn(record_loop(recorder, batches, cache)).await {
         tracing::error!(error = %e, "a recorder task panicked");
     }
+    let Some(uploader) = uploader else {
+        return Ok(());
+    };
     // The open segment is sealed now: flush the upload backlog (bounded wait).
     let report = uploader.stop().await;
     let b = &report.status.backlog;
@@ -469,44 +535,96 @@ async fn run_sink(
     Ok(())
 }
 
+/// A file sink's files hold media of at most this long, so the oldest can go in steps
+/// (LVA documents no rule for continuous recording into files; see ARCHITECTURE.md, graph).
+const FILE_SEGMENT_LENGTH: Duration90k = Duration90k::from_secs(3600);
+/// A 1.0 file sink has no size limit; its files end at this size.
+const FILE_MAX_BYTES_WITHOUT_LIMIT: u64 = 1 << 30;
+
+/// A file ends once it holds a quarter of the sink's `maximumSizeMiB`: removing the oldest
+/// files then keeps the sink within its limit while it still holds at least three of them.
+fn max_file_bytes(spec: &FileSinkSpec) -> u64 {
+    spec.max_bytes
+        .map_or(FILE_MAX_BYTES_WITHOUT_LIMIT, |max| (max / 4).max(1))
+}
+
+/// A file sink's output directory: `<baseDirectoryPath>/<instance>-<sink>` (as LVA names it).
+pub fn file_sink_dir(
+    data_dir: Option<&Path>,
+    graph: &ResolvedGraph,
+    spec: &FileSinkSpec,
+) -> PathBuf {
+    rooted(data_dir, &spec.base_directory).join(sanitize_dir_name(&format!(
+        "{}-{}",
+        graph.instance_name, spec.node
+    )))
+}
+
 /// Opens the sink's cache (on the blocking pool: a hung disk must not stall the runtime every
 /// camera shares) and loads its plugins. A cache opened for plugins that then fail is closed
 /// again, so the retry does not find a crash.
 async fn start_sink(
     graph: &ResolvedGraph,
-    sink: &AssetSinkSpec,
+    sink: Sink<'_>,
     plugins: &PluginHost,
     options: &RunOptions,
     sink_subject: &str,
 ) -> Result<Started, GraphError> {
-    let dir_name = cache_dir_name(graph, &sink.node);
-    let root = rooted(options.data_dir.as_deref(), &sink.cache_path);
-    let path = root.join(&dir_name);
-    let limit = sink.cache_max_bytes;
-    let opened = tokio::task::spawn_blocking(move || open_cache(&root, &dir_name, limit))
-        .await
-        .expect("opening a cache does not panic");
-    let (cache, recovery) = opened.map_err(|source| GraphError::Cache {
-        sink: sink.node.clone(),
-        path,
-        source,
-    })?;
+    let node = sink.node().to_owned();
+    let (path, output_dir, opened) = match sink {
+        Sink::Asset(spec) => {
+            let dir_name = cache_dir_name(graph, &spec.node);
+            let root = rooted(options.data_dir.as_deref(), &spec.cache_path);
+            let path = root.join(&dir_name);
+            let limit = spec.cache_max_bytes;
+            let opened =
+                tokio::task::spawn_blocking(move || open_cache(&root, &dir_name, limit)).await;
+            (path, None, opened)
+        }
+        Sink::File(spec) => {
+            let dir = file_sink_dir(options.data_dir.as_deref(), graph, spec);
+            let limit = spec.max_bytes.unwrap_or(u64::MAX);
+            let named = spec.clone();
+            let namer: FileNamer =
+                Box::new(move |start: Ticks90k| named.file_name_at(start.to_system_time()));
+            let at = dir.clone();
+            let opened =
+                tokio::task::spawn_blocking(move || open_file_sink(&at, limit, namer)).await;
+            (dir.clone(), Some(dir), opened)
+        }
+    };
+    let (cache, recovery) = opened
+        .expect("opening a cache does not panic")
+        .map_err(|source| GraphError::Cache {
+            sink: node.clone(),
+            path,
+            source,
+        })?;
     let cache = Arc::new(cache);
     let plugin_err = |source| GraphError::Plugin {
-        sink: sink.node.clone(),
+        sink: node.clone(),
         source,
     };
-    let config = SegmenterConfig::new(sink.segment_length.ticks() as u64);
+    let (selection, config) = match sink {
+        Sink::Asset(spec) => (
+            spec.plugins.clone(),
+            SegmenterConfig::new(spec.segment_length.ticks() as u64),
+        ),
+        Sink::File(_) => (
+            PluginSelection::default(),
+            SegmenterConfig::new(FILE_SEGMENT_LENGTH.0 as u64),
+        ),
+    };
     let loaded = (|| {
         Ok(Plugins {
             segmenter: plugins
-                .segmenter(sink.plugins.segmenter.as_deref(), config, sink_subject)
+                .segmenter(selection.segmenter.as_deref(), config, sink_subject)
                 .map_err(plugin_err)?,
             formatter: plugins
-                .formatter(sink.plugins.formatter.as_deref(), sink_subject)
+                .formatter(selection.formatter.as_deref(), sink_subject)
                 .map_err(plugin_err)?,
             evictor: plugins
-                .evictor(sink.plugins.evictor.as_deref(), sink_subject)
+                .evictor(selection.evictor.as_deref(), sink_subject)
                 .map_err(plugin_err)?,
         })
     })();
@@ -515,6 +633,7 @@ async fn start_sink(
             cache,
             recovery,
             plugins,
+            output_dir,
         }),
         Err(e) => {
             let closing = cache.clone();
@@ -522,6 +641,22 @@ async fn start_sink(
             Err(e)
         }
     }
+}
+
+/// A file sink's output directory (created if needed) in the file-sink layout.
+fn open_file_sink(
+    dir: &Path,
+    limit: u64,
+    namer: FileNamer,
+) -> Result<(Cache, Recovery), CacheError> {
+    let shown = dir.display().to_string();
+    let io = |op| {
+        let name = shown.clone();
+        move |source| CacheError::Io { op, name, source }
+    };
+    Dir::create_ambient_dir_all(dir, ambient_authority()).map_err(io("create directory"))?;
+    let media = Dir::open_ambient_dir(dir, ambient_authority()).map_err(io("open directory"))?;
+    Cache::open_files(media, limit, namer)
 }
 
 /// `cache_path` re-rooted under `data_dir`.

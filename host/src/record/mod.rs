@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use crate::cache::{Cache, CacheError, Gap, GapCause, RunId, SegmentId, SegmentMeta};
 use crate::events::catalog::{self, RecordingOutput};
-use crate::events::{Event, EventBus};
+use crate::events::{Body, Event, EventBus};
 use crate::plugin::types::{
     Budget, CacheEntry, Codec, Decision, FrameInfo, MediaKind, Piece, Sample, Track,
 };
@@ -33,6 +33,7 @@ use crate::plugin::{Evictor, Formatter, PluginError, Segmenter};
 use crate::source::clock::JUMP;
 use crate::source::{Frame, RunEndReason, SourceItem, TrackCodec, TrackParams};
 use crate::time::Ticks90k;
+use crate::topology::OutputType;
 
 /// A fragment is cut by the host if the segmenter lets it grow past this many bytes: it bounds
 /// memory per camera and the loss on a crash.
@@ -71,6 +72,29 @@ pub struct Plugins {
     pub evictor: Evictor,
 }
 
+/// A file sink's recorder: each segment is a file of the sink's output directory.
+pub struct FileOutput {
+    /// The output directory as the events name it.
+    pub dir: std::path::PathBuf,
+    /// A file is ended at the first video keyframe once it holds this many bytes.
+    pub max_file_bytes: u64,
+    events: EventBus,
+    subject: String,
+}
+
+impl FileOutput {
+    /// Each file is a recording: RecordingStarted with its first durable fragment,
+    /// RecordingStopped once it is finished, `outputType` `filePath` with its path.
+    fn emit<B: Into<Body>>(&self, event: fn(RecordingOutput) -> B, file: &str) {
+        let output = RecordingOutput {
+            output_type: OutputType::FilePath,
+            output_location: self.dir.join(file).to_string_lossy().into_owned(),
+        };
+        self.events
+            .emit(Event::new(self.subject.clone(), event(output)));
+    }
+}
+
 pub struct Recorder {
     cache: Arc<Cache>,
     plugins: Plugins,
@@ -95,6 +119,8 @@ pub struct Recorder {
     /// In a disk-error episode (reported once): the cache's disk failed and no fragment was
     /// durably written since.
     disk_error: bool,
+    /// Set for a file sink ([`Recorder::into_files`]).
+    files: Option<FileOutput>,
 }
 
 struct Run {
@@ -153,7 +179,21 @@ impl Recorder {
             disk_drop: None,
             restart_segmenter: false,
             disk_error: false,
+            files: None,
         }
+    }
+
+    /// Makes this the recorder of a file sink whose cache is in the file-sink layout
+    /// ([`Cache::open_files`]): every file is its own recording (events with its path under
+    /// `dir`), and a file ends at the first video keyframe once it holds `max_file_bytes`.
+    pub fn into_files(mut self, dir: std::path::PathBuf, max_file_bytes: u64) -> Self {
+        self.files = Some(FileOutput {
+            dir,
+            max_file_bytes,
+            events: self.events.clone(),
+            subject: self.subject.clone(),
+        });
+        self
     }
 
     pub fn stats(&self) -> Arc<RecorderStats> {
@@ -287,7 +327,7 @@ impl Recorder {
     /// does; camera reconnects within an activation are gaps, not new recordings).
     pub fn finish(&mut self) -> Result<(), RecordError> {
         let result = self.end_run();
-        if self.recording_started {
+        if self.recording_started && self.files.is_none() {
             self.events.emit(Event::new(
                 self.subject.clone(),
                 catalog::RecordingStopped(self.output.clone()),
@@ -313,7 +353,7 @@ impl Recorder {
             .dropped_frames
             .fetch_add(seg.samples.len() as u64, Ordering::Relaxed);
         if seg.in_cache {
-            seal_in_cache(&self.cache, run, &self.stats)?;
+            seal_in_cache(&self.cache, run, &self.stats, self.files.as_ref())?;
         }
         Ok(())
     }
@@ -401,8 +441,15 @@ impl Recorder {
             return Ok(());
         }
         let pending_bytes = run.segment.as_ref().map_or(0, |s| s.payload_bytes);
+        // A file sink's file ends once it is full (the open part plus what waits for it).
+        let file_full = starts_segment
+            && self.files.as_ref().is_some_and(|files| {
+                let written = self.cache.open_progress().map_or(0, |(bytes, _)| bytes);
+                written + pending_bytes as u64 >= files.max_file_bytes
+            });
         if no_segment
-            || (starts_segment && (decision == Decision::Segment || f.new_params.is_some()))
+            || (starts_segment
+                && (decision == Decision::Segment || f.new_params.is_some() || file_full))
         {
             self.close_segment()?;
             self.begin_segment(f.wall)?;
@@ -459,7 +506,7 @@ impl Recorder {
             return Ok(());
         };
         if seg.in_cache {
-            seal_in_cache(&self.cache, run, &self.stats)?;
+            seal_in_cache(&self.cache, run, &self.stats, self.files.as_ref())?;
         }
         Ok(())
     }
@@ -493,7 +540,7 @@ impl Recorder {
                 let run = self.run.as_mut().expect("run");
                 let had_file = run.segment.take().is_some_and(|s| s.in_cache);
                 if had_file {
-                    seal_in_cache(&self.cache, run, &self.stats)?;
+                    seal_in_cache(&self.cache, run, &self.stats, self.files.as_ref())?;
                     if first_keyframe {
                         self.begin_segment(fragment_start)?;
                         let seg = self
@@ -549,7 +596,7 @@ impl Recorder {
                 Err(RecordError::Cache(CacheError::NoRoom { .. })) => {
                     let run = self.run.as_mut().expect("run");
                     if run.segment.take().is_some_and(|s| s.in_cache) {
-                        seal_in_cache(&self.cache, run, &self.stats)?;
+                        seal_in_cache(&self.cache, run, &self.stats, self.files.as_ref())?;
                     }
                     self.restart_segmenter = true;
                     self.drop_on_full_disk(start, end, frames, needed);
@@ -713,7 +760,12 @@ impl Recorder {
         seg.fragment_sequence += 1;
         let bytes: u64 = slices.iter().map(|s| s.len() as u64).sum();
         self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if !self.recording_started {
+        if let Some(files) = &self.files {
+            if seg.fragment_sequence == 2 {
+                let name = self.cache.open_file_name().unwrap_or_default();
+                files.emit(catalog::RecordingStarted, &name);
+            }
+        } else if !self.recording_started {
             self.recording_started = true;
             self.events.emit(Event::new(
                 self.subject.clone(),
@@ -741,12 +793,20 @@ impl Recorder {
 
 /// Seals the run's segment in the cache. A segment whose seal failed stays in the cache and
 /// is sealed later (see `Cache::seal`), so its sequence number is used either way.
-fn seal_in_cache(cache: &Cache, run: &mut Run, stats: &RecorderStats) -> Result<(), RecordError> {
+fn seal_in_cache(
+    cache: &Cache,
+    run: &mut Run,
+    stats: &RecorderStats,
+    files: Option<&FileOutput>,
+) -> Result<(), RecordError> {
     match cache.seal() {
         Ok(None) => Ok(()),
-        Ok(Some(_)) => {
+        Ok(Some(meta)) => {
             run.next_sequence += 1;
             stats.segments.fetch_add(1, Ordering::Relaxed);
+            if let Some(files) = files {
+                files.emit(catalog::RecordingStopped, &meta.file_name);
+            }
             Ok(())
         }
         Err(e) => {

@@ -244,3 +244,55 @@ fn a_full_disk_is_reported_once_drops_frames_and_recording_resumes_when_space_re
         );
     }
 }
+
+#[test]
+fn a_file_sink_starts_a_new_file_at_a_quarter_of_its_limit_and_names_each_in_its_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 1 MB limit: files end at the first keyframe past 250 KB; 10 KB frames, a GOP is 250 KB.
+    let limit = 1_000_000;
+    let media =
+        cap_std::fs::Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+    let namer: crate::cache::FileNamer =
+        Box::new(|start: Ticks90k| format!("cam-{}", start.as_unix_secs()));
+    let cache = Arc::new(Cache::open_files(media, limit, namer).unwrap().0);
+    let (r, events) = recorder(cache.clone());
+    let mut r = r.into_files(tmp.path().to_owned(), limit / 4);
+    run(&mut r, T0, 12, 10_000);
+    r.finish().unwrap();
+
+    let files = cache.sealed();
+    assert_eq!(
+        r.stats().segments.load(Ordering::Relaxed),
+        12,
+        "a file per second"
+    );
+    assert_eq!(files.len(), 3, "the newest three fit the limit: {files:?}");
+    for f in &files[..files.len() - 1] {
+        // Each file ends at the first keyframe past its quarter: one second of video.
+        let secs = (f.end - f.start).as_secs_f64();
+        assert!((0.9..=2.1).contains(&secs), "{f:?}: {secs} s");
+    }
+    assert!(cache.used_bytes() <= limit, "the oldest files went");
+    assert!(!tmp.path().join("cam-1700000000.mp4").exists());
+    let recording = |kind: &str| -> Vec<String> {
+        events
+            .recent()
+            .into_iter()
+            .map(|e| serde_json::to_value(&e).unwrap())
+            .filter(|e| e["eventType"] == format!("Microsoft.Media.Graph.Operational.{kind}"))
+            .map(|e| {
+                assert_eq!(e["body"]["outputType"], "filePath");
+                e["body"]["outputLocation"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let started = recording("RecordingStarted");
+    assert_eq!(
+        started,
+        recording("RecordingStopped"),
+        "each file started and stopped"
+    );
+    assert_eq!(started.len(), 12);
+    let newest = tmp.path().join(&files.last().unwrap().file_name);
+    assert_eq!(started.last().unwrap(), newest.to_str().unwrap());
+}

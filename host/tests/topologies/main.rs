@@ -6,9 +6,11 @@
 #[path = "../record_support/mod.rs"]
 mod record_support;
 
+mod file_sink;
 mod ignored;
+mod sessions;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use record_support::*;
