@@ -6,6 +6,7 @@
 #[path = "../record_support/mod.rs"]
 mod record_support;
 
+mod ava;
 mod file_sink;
 mod ignored;
 mod sessions;
