@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -103,10 +104,10 @@ pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
     let params = topology::cli::with_param_files(&args.params, &args.param_files)
         .map_err(|(path, source)| RunError::Read { path, source })?;
     let events = EventBus::new();
-    let plugins = PluginHost::new(
+    let plugins = Arc::new(PluginHost::new(
         args.data_dir.as_ref().map(|d| d.join("plugins")),
         events.clone(),
-    )?;
+    )?);
     let instance_files: Vec<Option<&PathBuf>> = if args.instances.is_empty() {
         vec![None]
     } else {
@@ -119,7 +120,7 @@ pub async fn run(args: &RunArgs) -> Result<ExitCode, RunError> {
             &topology_json,
             instance_json.as_deref(),
             &params,
-            &plugins,
+            plugins.as_ref(),
             SystemTime::now(),
             args.unsupported_nodes,
         ) {

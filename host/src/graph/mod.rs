@@ -8,6 +8,8 @@
 
 pub mod cli;
 pub mod demo;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -253,7 +255,7 @@ const START_RETRY_MAX: Duration = Duration::from_secs(60);
 /// record.
 pub async fn run(
     graph: &ResolvedGraph,
-    plugins: &PluginHost,
+    plugins: &Arc<PluginHost>,
     events: &EventBus,
     options: &RunOptions,
     shutdown: watch::Receiver<bool>,
@@ -310,7 +312,7 @@ fn sinks(graph: &ResolvedGraph) -> Vec<Sink<'_>> {
 /// [`run`], registering each sink in `cameras` as it starts.
 async fn run_cameras(
     graph: &ResolvedGraph,
-    plugins: &PluginHost,
+    plugins: &Arc<PluginHost>,
     events: &EventBus,
     options: &RunOptions,
     shutdown: watch::Receiver<bool>,
@@ -406,7 +408,7 @@ async fn run_sink(
     graph: &ResolvedGraph,
     sink: Sink<'_>,
     joiner: Option<Joiner>,
-    plugins: &PluginHost,
+    plugins: &Arc<PluginHost>,
     events: &EventBus,
     options: &RunOptions,
     cameras: &Cameras,
@@ -566,7 +568,7 @@ pub fn file_sink_dir(
 async fn start_sink(
     graph: &ResolvedGraph,
     sink: Sink<'_>,
-    plugins: &PluginHost,
+    plugins: &Arc<PluginHost>,
     options: &RunOptions,
     sink_subject: &str,
 ) -> Result<Started, GraphError> {
@@ -601,8 +603,9 @@ async fn start_sink(
             source,
         })?;
     let cache = Arc::new(cache);
-    let plugin_err = |source| GraphError::Plugin {
-        sink: node.clone(),
+    let plugin_node = node.clone();
+    let plugin_err = move |source| GraphError::Plugin {
+        sink: plugin_node.clone(),
         source,
     };
     let (selection, config) = match sink {
@@ -615,19 +618,25 @@ async fn start_sink(
             SegmenterConfig::new(FILE_SEGMENT_LENGTH.0 as u64),
         ),
     };
-    let loaded = (|| {
+    // Compiling a plugin takes cranelift seconds of CPU the first time: on the runtime thread
+    // every camera shares, that would stall them all, so it runs on the blocking pool.
+    let host = plugins.clone();
+    let subject = sink_subject.to_owned();
+    let loaded = tokio::task::spawn_blocking(move || {
         Ok(Plugins {
-            segmenter: plugins
-                .segmenter(selection.segmenter.as_deref(), config, sink_subject)
-                .map_err(plugin_err)?,
-            formatter: plugins
-                .formatter(selection.formatter.as_deref(), sink_subject)
-                .map_err(plugin_err)?,
-            evictor: plugins
-                .evictor(selection.evictor.as_deref(), sink_subject)
-                .map_err(plugin_err)?,
+            segmenter: host
+                .segmenter(selection.segmenter.as_deref(), config, &subject)
+                .map_err(&plugin_err)?,
+            formatter: host
+                .formatter(selection.formatter.as_deref(), &subject)
+                .map_err(&plugin_err)?,
+            evictor: host
+                .evictor(selection.evictor.as_deref(), &subject)
+                .map_err(&plugin_err)?,
         })
-    })();
+    })
+    .await
+    .expect("loading plugins does not panic");
     match loaded {
         Ok(plugins) => Ok(Started {
             cache,

@@ -12,7 +12,7 @@
 pub mod cli;
 mod evictor;
 mod formatter;
-mod registry;
+pub(crate) mod registry;
 mod runtime;
 mod segmenter;
 pub mod types;
