@@ -102,6 +102,7 @@ impl Cache {
             let live: Vec<SegmentMeta> = lock(&self.index).sealed.values().cloned().collect();
             files.compact(&self.dir, &live, false);
         }
+        self.publish_live();
         Ok(true)
     }
 

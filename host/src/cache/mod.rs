@@ -7,7 +7,7 @@
 //!
 //! Parts: [`names`] (file names), [`recovery`] (start-up reconciliation), [`logs`] (the two
 //! logs, compaction, atomic replacement), [`writer`] (the open segment: begin, append, seal),
-//! [`evict`] (making room).
+//! [`evict`] (making room), [`live`] (the view players read before upload).
 //!
 //! On-disk layout (all names produced here, never taken from topology values):
 //! - `<id>.open` + `<id>.journal`: the segment being written. The journal's first line is a
@@ -52,6 +52,7 @@ use crate::time::Ticks90k;
 
 mod evict;
 mod files;
+mod live;
 mod logs;
 mod names;
 mod recovery;
@@ -59,6 +60,7 @@ mod writer;
 
 use files::Files;
 pub use files::{BOOKKEEPING_DIR, FileNamer, plain_file_name};
+pub use live::{LiveCaches, LiveFragment, LiveSegment, LiveView};
 use logs::{AppendLog, GAPS_LOG, UPLOADED_LOG};
 pub use names::sanitize_dir_name;
 use recovery::RUNNING;
@@ -296,6 +298,9 @@ pub struct Cache {
     /// The file-sink layout ([`Cache::open_files`]): finished segments are named files in an
     /// output directory, and `dir` is its bookkeeping subdirectory.
     files: Option<Files>,
+    /// The open segment's durable fragments as players see them (see [`live`]); memory only.
+    live: Mutex<live::LiveState>,
+    live_sender: live::LiveSender,
 }
 
 /// Room kept for the journal, so the directory as a whole stays within the budget: 1/64 of
@@ -427,7 +432,10 @@ impl Cache {
             }),
             writer_bytes: AtomicU64::new(0),
             files,
+            live: Mutex::default(),
+            live_sender: tokio::sync::watch::channel(Default::default()).0,
         };
+        cache.publish_live();
         Ok((cache, recovery))
     }
 
@@ -539,6 +547,7 @@ impl Cache {
         if let Some(gap) = false_gap {
             self.retract_gap(gap);
         }
+        self.publish_live();
         Ok(())
     }
 

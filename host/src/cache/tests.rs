@@ -1,4 +1,5 @@
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use super::*;
 use crate::time::Duration90k;
@@ -560,4 +561,122 @@ fn file_sink_evicts_the_oldest_files_and_recovers_the_open_one_after_a_crash() {
     assert_eq!(std::fs::read(tmp.path().join(&name)).unwrap(), b"whole");
     assert_eq!(c.sealed().len(), 5);
     assert!(!open.exists());
+}
+
+fn oldest_first(entries: &[SegmentMeta], _: Budget) -> Vec<SegmentId> {
+    entries.iter().take(1).map(|e| e.id).collect()
+}
+
+#[test]
+fn live_view_shows_durable_fragments_then_the_sealed_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, _) = open(tmp.path(), 1 << 20);
+    let mut live = c.live();
+    assert!(live.borrow_and_update().segments.is_empty());
+    let id = c.begin_segment(3, 5, T0, "avc1.64001F", "mp4").unwrap();
+    assert!(
+        live.borrow_and_update().segments.is_empty(),
+        "a segment without a durable fragment is not shown"
+    );
+    let second = T0 + Duration90k(90_000);
+    c.append_fragment_flagged(&[b"init", b"frag1"], second, false)
+        .unwrap();
+    assert!(
+        live.has_changed().unwrap(),
+        "a durable fragment is published"
+    );
+    c.append_fragment_flagged(&[b"frag2"], T0 + Duration90k(135_000), false)
+        .unwrap();
+    c.append_fragment_flagged(&[b"frag03"], T0 + Duration90k(225_000), true)
+        .unwrap();
+    let view = live.borrow_and_update().clone();
+    let open = view.open().expect("open segment shown");
+    assert_eq!(
+        (open.id, open.run, open.sequence, open.start, open.bytes),
+        (id, 3, 5, T0, 20)
+    );
+    assert_eq!(
+        open.fragments[..],
+        [
+            LiveFragment {
+                offset: 0,
+                len: 9,
+                start: T0,
+                end: second,
+                independent: true, // a segment's first fragment
+            },
+            LiveFragment {
+                offset: 9,
+                len: 5,
+                start: second,
+                end: T0 + Duration90k(135_000),
+                independent: false,
+            },
+            LiveFragment {
+                offset: 14,
+                len: 6,
+                start: T0 + Duration90k(135_000),
+                end: T0 + Duration90k(225_000),
+                independent: true,
+            },
+        ]
+    );
+    assert_eq!(open.fragments[2].duration(), Duration90k(90_000));
+
+    let meta = c.seal().unwrap().unwrap();
+    let view = live.borrow_and_update().clone();
+    assert!(view.open().is_none());
+    let sealed = &view.segments[0];
+    assert!(sealed.sealed && !sealed.uploaded);
+    assert_eq!((sealed.end, sealed.bytes), (meta.end, 20));
+    assert_eq!(sealed.fragments.len(), 3, "fragments kept after the seal");
+
+    c.mark_uploaded(id).unwrap();
+    assert!(live.borrow_and_update().segments[0].uploaded);
+    c.reserve(1 << 20, &mut oldest_first).unwrap_err();
+    assert!(
+        live.borrow_and_update().segments.is_empty(),
+        "an evicted segment leaves the view"
+    );
+}
+
+#[test]
+fn live_reads_follow_a_segment_from_open_to_sealed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, _) = open(tmp.path(), 1 << 20);
+    let id = c.begin_segment(1, 0, T0, "avc1.64001F", "mp4").unwrap();
+    c.append_fragment(&[b"abc"], T0 + Duration90k(90_000))
+        .unwrap();
+    let mut before = Vec::new();
+    c.open_live(id).unwrap().read_to_end(&mut before).unwrap();
+    assert_eq!(before, b"abc");
+    let held = c.open_live(id).unwrap();
+    c.append_fragment(&[b"de"], T0 + Duration90k(180_000))
+        .unwrap();
+    c.seal().unwrap().unwrap();
+    let mut after = Vec::new();
+    c.open_live(id).unwrap().read_to_end(&mut after).unwrap();
+    assert_eq!(after, b"abcde", "found under its sealed name");
+    let mut through_rename = Vec::new();
+    (&held).read_to_end(&mut through_rename).unwrap();
+    assert_eq!(
+        through_rename, b"abcde",
+        "a handle opened before the seal still reads"
+    );
+    assert!(matches!(
+        c.open_live(SegmentId(99)),
+        Err(CacheError::UnknownSegment(SegmentId(99)))
+    ));
+}
+
+#[test]
+fn live_caches_forget_a_dropped_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let caches = LiveCaches::default();
+    let cache = Arc::new(open(tmp.path(), 1 << 20).0);
+    caches.register("cam", &cache);
+    assert!(caches.get("cam").is_some_and(|c| Arc::ptr_eq(&c, &cache)));
+    assert!(caches.get("other").is_none());
+    drop(cache);
+    assert!(caches.get("cam").is_none());
 }

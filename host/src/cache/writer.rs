@@ -136,6 +136,7 @@ impl Cache {
                 return Err(e);
             }
         };
+        self.live_begin(id, run, sequence, start);
         w.open = Some(OpenSeg {
             id,
             header,
@@ -153,6 +154,17 @@ impl Cache {
     /// bytes, then the journal line describing them, each synced before this returns.
     /// Call [`Cache::reserve`] for its size first.
     pub fn append_fragment(&self, parts: &[&[u8]], end: Ticks90k) -> Result<(), CacheError> {
+        self.append_fragment_flagged(parts, end, false)
+    }
+
+    /// [`Cache::append_fragment`], telling the live view whether the fragment starts with a
+    /// video keyframe (a segment's first fragment always does).
+    pub fn append_fragment_flagged(
+        &self,
+        parts: &[&[u8]],
+        end: Ticks90k,
+        starts_with_keyframe: bool,
+    ) -> Result<(), CacheError> {
         let mut w = lock(&self.writer);
         let open = w.open.as_mut().ok_or(CacheError::NotOpen)?;
         let name = open_name(open.id);
@@ -184,12 +196,14 @@ impl Cache {
             }
             return Err(e);
         }
+        let (id, offset) = (open.id, open.bytes);
         open.bytes += len;
         open.journal_len += line.len() as u64;
         open.end = end;
         open.fragments += 1;
         self.publish_writer_bytes(&w);
         drop(w);
+        self.live_fragment(id, offset, len, end, starts_with_keyframe || offset == 0);
         self.retry_unlogged_gaps();
         Ok(())
     }
@@ -230,6 +244,7 @@ impl Cache {
             let name = open_name(id);
             let jname = journal_name(id);
             drop(file);
+            self.live_sealed(id);
             self.dir.remove_file(&name).map_err(io("remove", &name))?;
             self.dir.remove_file(&jname).map_err(io("remove", &jname))?;
             return Ok(None);
@@ -249,6 +264,9 @@ impl Cache {
             }
         };
         self.publish_writer_bytes(&w);
+        drop(w);
+        // Sealed or waiting to be: either way it is no longer the open segment.
+        self.live_sealed(id);
         result
     }
 
@@ -307,7 +325,8 @@ impl Cache {
         for u in std::mem::take(&mut w.unsealed) {
             match self.finish_seal(None, &u) {
                 Ok(meta) => {
-                    tracing::info!(segment = %meta.file_name, "sealed after an earlier failure")
+                    tracing::info!(segment = %meta.file_name, "sealed after an earlier failure");
+                    self.publish_live();
                 }
                 Err(_) => w.unsealed.push(u),
             }

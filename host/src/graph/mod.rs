@@ -469,6 +469,8 @@ async fn run_sink(
                 events.clone(),
             );
             let name = spec.asset_name.as_str().to_owned();
+            // Players may watch it from the cache before upload (playback's live view).
+            crate::cache::LiveCaches::global().register(&name, &cache);
             let recorder = Recorder::new(
                 cache.clone(),
                 recorder_plugins,

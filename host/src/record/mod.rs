@@ -558,6 +558,7 @@ impl Recorder {
                                 fragment_start,
                                 end,
                                 samples.len(),
+                                first_keyframe,
                             );
                         }
                         self.run.as_mut().expect("run").segment = None;
@@ -568,7 +569,7 @@ impl Recorder {
             }
             Err(e) => return Err(e),
         }
-        self.append_or_make_room(parts, fragment_start, end, samples.len())
+        self.append_or_make_room(parts, fragment_start, end, samples.len(), first_keyframe)
     }
 
     /// Appends a fragment spanning `start..end`. On a full file system: reports it (once per
@@ -581,10 +582,11 @@ impl Recorder {
         start: Ticks90k,
         end: Ticks90k,
         frames: usize,
+        keyframe: bool,
     ) -> Result<(), RecordError> {
         let needed: u64 = parts.iter().map(|p| p.len() as u64).sum();
         loop {
-            let full = match self.append(parts.clone(), end) {
+            let full = match self.append(parts.clone(), end, keyframe) {
                 Ok(()) => return self.disk_has_room(start),
                 Err(RecordError::Cache(e)) if e.is_disk_full() => e,
                 Err(e) => return Err(e),
@@ -741,7 +743,13 @@ impl Recorder {
         Ok(())
     }
 
-    fn append(&mut self, parts: Vec<Bytes>, end: Ticks90k) -> Result<(), RecordError> {
+    /// Appends a fragment; `keyframe`: it starts with a video keyframe (for live players).
+    fn append(
+        &mut self,
+        parts: Vec<Bytes>,
+        end: Ticks90k,
+        keyframe: bool,
+    ) -> Result<(), RecordError> {
         let run = self.run.as_mut().expect("run");
         let seg = run.segment.as_mut().expect("segment");
         if !seg.in_cache {
@@ -753,7 +761,7 @@ impl Recorder {
             seg.in_cache = true;
         }
         let slices: Vec<&[u8]> = parts.iter().map(|b| b.as_ref()).collect();
-        self.cache.append_fragment(&slices, end)?;
+        self.cache.append_fragment_flagged(&slices, end, keyframe)?;
         if std::mem::take(&mut self.disk_error) {
             tracing::info!(sink = %self.subject, "the cache can be written again; recording resumed");
         }
