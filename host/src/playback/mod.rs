@@ -1,7 +1,7 @@
 //! Playback room: answers "what was recorded, and let me watch it" from an asset store.
 //!
 //! Owns LVA's availableMedia query (`available`), the gaps and their causes (`gaps`), HLS playlists over time ranges (`hls`,
-//! `mp4`), clip export to one MP4 file (`export`) and the loopback HTTP server with the
+//! `mp4`), the live view from the recording cache before upload (`live`), clip export to one MP4 file (`export`) and the loopback HTTP server with the
 //! playback page (`server`). It reads only through the public
 //! [`AssetStore`](crate::upload::AssetStore) API: an asset's blob listing, the `start`/`end`
 //! metadata each blob carries, blob bytes and the asset's gap records. It must not write, delete or rename anything
@@ -12,6 +12,7 @@ pub mod available;
 pub mod export;
 pub mod gaps;
 pub mod hls;
+pub mod live;
 pub mod mp4;
 pub mod server;
 
@@ -81,6 +82,12 @@ pub enum PlaybackError {
     UnknownFormat(String),
     #[error("asset store: {0}")]
     Store(#[from] UploadError),
+    #[error("live segment {0} is not in the cache (uploaded and evicted, or not durable yet)")]
+    LiveNotFound(String),
+    #[error("recording cache: {0}")]
+    Cache(crate::cache::CacheError),
+    #[error("reading the recording cache: {0}")]
+    LiveRead(String),
 }
 
 impl PlaybackError {
@@ -90,8 +97,11 @@ impl PlaybackError {
         match self {
             PlaybackError::AssetNotFound(_)
             | PlaybackError::BlobNotFound(_)
+            | PlaybackError::LiveNotFound(_)
             | PlaybackError::NoMedia { .. } => 404,
             PlaybackError::Store(_)
+            | PlaybackError::Cache(_)
+            | PlaybackError::LiveRead(_)
             | PlaybackError::Unplayable(_)
             | PlaybackError::BadMedia { .. } => 500,
             _ => 400,
@@ -116,6 +126,8 @@ impl PlaybackError {
             PlaybackError::NoMedia { .. } => "NoMediaInRange",
             PlaybackError::UnknownFormat(_) => "InvalidManifestFormat",
             PlaybackError::Store(_) => "StoreError",
+            PlaybackError::LiveNotFound(_) => "LiveSegmentNotFound",
+            PlaybackError::Cache(_) | PlaybackError::LiveRead(_) => "CacheError",
         }
     }
 
