@@ -103,7 +103,11 @@ pub fn read_token_file(path: &Path) -> Result<String, HttpError> {
 
 /// The page and what it reads: the routes a player may open with `?token=` or the key.
 fn is_playback(path: &str) -> bool {
-    path == "/" || path == "/index.html" || path == "/assets" || path.starts_with("/assets/")
+    path == "/"
+        || path == "/index.html"
+        || path == "/assets"
+        || path.starts_with("/assets/")
+        || path.starts_with("/vendor/")
 }
 
 /// The token check (or, without a token, the Host check) in front of every route.

@@ -9,8 +9,12 @@
 //! bytes). Must not write to the cache or the store, nor read the cache's files on the async
 //! runtime (reads go to the blocking pool).
 //!
-//! Numbering: a segment is known by its run and sequence, which the cache and the blob name
-//! share. The first time a segment is listed it takes the next media sequence number, and it
+//! Naming: a segment is known by its run and sequence, which the cache and the blob name
+//! share; its URLs (`/assets/{asset}/live/r{run}-s{sequence}/...`) say only that, so they
+//! stay the same when the segment moves from the cache to the store (hls.js refuses a
+//! playlist in which a segment's URI changed), and the server picks the source per request.
+//!
+//! Numbering: The first time a segment is listed it takes the next media sequence number, and it
 //! keeps it (and its discontinuity sequence) for as long as this server runs, whichever
 //! source serves it; the playlist lists only the contiguous run of numbers ending at the
 //! newest, so a segment evicted before upload ends the window instead of breaking it.
@@ -25,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{BlobFile, PlaybackError, encode_segment, mp4};
-use crate::cache::{Cache, LiveFragment, LiveView, SegmentId};
+use crate::cache::{Cache, LiveFragment, LiveSegment, LiveView, SegmentId};
 use crate::time::{Duration90k, Ticks90k};
 use crate::topology::AssetName;
 use crate::upload::{SEAM_TOLERANCE, StoredBlob};
@@ -67,7 +71,7 @@ pub struct LiveEntry {
     pub complete: bool,
     /// Its durable fragments in the cache, served as parts (none once it left the cache or
     /// when the cache did not write it).
-    pub parts: Option<(SegmentId, Arc<[LiveFragment]>)>,
+    pub parts: Option<Arc<[LiveFragment]>>,
 }
 
 /// The segments to list, in recording order: the store's blobs (`store`, from a listing of the
@@ -99,7 +103,7 @@ pub fn merge(store: &[StoredBlob], cache: Option<&LiveView>) -> Vec<LiveEntry> {
         );
     }
     for s in cache.map_or(&[][..], |v| &v.segments[..]) {
-        let parts = (!s.fragments.is_empty()).then(|| (s.id, s.fragments.clone()));
+        let parts = (!s.fragments.is_empty()).then(|| s.fragments.clone());
         let key = (s.run, s.sequence);
         match by_key.get_mut(&key) {
             Some(stored) if s.uploaded => stored.parts = parts,
@@ -120,7 +124,16 @@ pub fn merge(store: &[StoredBlob], cache: Option<&LiveView>) -> Vec<LiveEntry> {
         }
     }
     // In recording order (run, then sequence), not by wall-clock start.
-    let all: Vec<LiveEntry> = by_key.into_values().filter(|e| e.start < e.end).collect();
+    let mut all: Vec<LiveEntry> = by_key.into_values().filter(|e| e.start < e.end).collect();
+    // Between a seal and the next segment's first durable fragment, the sealed segment stays
+    // the live edge, listed by its parts only: it gets its #EXTINF together with the next
+    // segment's first part. hls.js, given a playlist that ends in a complete segment with no
+    // part after it, seeks a segment length ahead of the media and stops loading.
+    if cache.is_some_and(|v| v.open().is_none())
+        && let Some(last) = all.last_mut().filter(|e| e.parts.is_some())
+    {
+        last.complete = false;
+    }
     let open = all.last().filter(|e| !e.complete).cloned();
     let mut complete: Vec<LiveEntry> = all.into_iter().filter(|e| e.complete).collect();
     let skip = complete.len().saturating_sub(COMPLETE_SEGMENTS);
@@ -147,12 +160,18 @@ struct Known {
     run: u64,
 }
 
-/// The media sequence numbers handed out for one asset.
+/// The media sequence numbers handed out for one asset, and where the store keeps the
+/// segments it listed.
 #[derive(Debug, Default)]
 pub struct SequenceBook {
     known: BTreeMap<(u64, u64), Known>,
+    /// Blob files of listed segments that are in the store.
+    blobs: BTreeMap<(u64, u64), String>,
     next_msn: u64,
     newest: Option<Known>,
+    /// The longest segment listed so far, in whole seconds: `#EXT-X-TARGETDURATION` only
+    /// grows.
+    target: u64,
 }
 
 impl SequenceBook {
@@ -163,6 +182,9 @@ impl SequenceBook {
         let mut numbered = Vec::new();
         for e in entries {
             let key = (e.run, e.sequence);
+            if let Source::Store(file) = &e.source {
+                self.blobs.insert(key, file.clone());
+            }
             let known = match self.known.get_mut(&key) {
                 Some(k) => {
                     k.end = e.end;
@@ -202,6 +224,8 @@ impl SequenceBook {
         }
         let floor = self.next_msn.saturating_sub(REMEMBERED);
         self.known.retain(|_, k| k.msn >= floor);
+        let known = &self.known;
+        self.blobs.retain(|key, _| known.contains_key(key));
         // The contiguous tail: a hole in the numbers (a segment evicted before upload) ends
         // the window there.
         let keep = numbered
@@ -209,7 +233,22 @@ impl SequenceBook {
             .rposition(|w| w[1].msn != w[0].msn + 1)
             .map_or(0, |i| i + 1);
         numbered.drain(..keep);
+        for n in &numbered {
+            self.target = self
+                .target
+                .max(secs(n.entry.end - n.entry.start).ceil() as u64);
+        }
         numbered
+    }
+
+    /// The blob file of segment `key` in the store, if a listing showed it there.
+    pub fn blob(&self, key: (u64, u64)) -> Option<&str> {
+        self.blobs.get(&key).map(String::as_str)
+    }
+
+    /// `#EXT-X-TARGETDURATION`: the longest segment listed so far, at least `at_least`.
+    pub fn target_duration(&self, at_least: f64) -> u64 {
+        self.target.max(at_least.ceil() as u64)
     }
 }
 
@@ -217,15 +256,16 @@ fn secs(d: Duration90k) -> f64 {
     d.as_secs_f64()
 }
 
-/// The part target: the longest part listed, at least 1 s, rounded up to half seconds so it
-/// stays put from one reload to the next.
+/// The part target: the longest part listed, at least 1 s, rounded up to a tenth of a second
+/// so that the few milliseconds parts differ by do not change it from one reload to the next.
 pub fn part_target(window: &[Numbered]) -> f64 {
     let longest = window
         .iter()
         .filter_map(|n| n.entry.parts.as_ref())
-        .flat_map(|(_, parts)| parts.iter().map(|p| secs(p.duration())))
+        .flat_map(|parts| parts.iter().map(|p| secs(p.duration())))
         .fold(1.0f64, f64::max);
-    (longest * 2.0).ceil() / 2.0
+    // Less a microsecond, so that 2.000 stays 2.0 despite floating point.
+    ((longest - 1e-6) * 10.0).ceil() / 10.0
 }
 
 /// Whether a blocking reload for part `part` (or, without it, the whole segment) of segment
@@ -238,10 +278,7 @@ pub fn has_part(window: &[Numbered], msn: u64, part: Option<u64>) -> bool {
                     None => n.entry.complete,
                     Some(p) => {
                         n.entry.complete
-                            || n.entry
-                                .parts
-                                .as_ref()
-                                .is_some_and(|(_, f)| f.len() as u64 > p)
+                            || n.entry.parts.as_ref().is_some_and(|f| f.len() as u64 > p)
                     }
                 })
     })
@@ -252,19 +289,26 @@ pub fn blocking_limit(window: &[Numbered]) -> Duration {
     Duration::from_secs_f64(BLOCKING_PARTS * part_target(window))
 }
 
-/// The playlist text for `window` of `asset` (URLs are absolute paths on this server, each
-/// with `?query` when one is given).
-pub fn playlist(asset: &AssetName, window: &[Numbered], query: Option<&str>) -> String {
+/// The path segment naming a segment in live URLs: its run and sequence, which stay the same
+/// whether the cache or the store serves it (hls.js treats a segment whose URI changed as
+/// a broken playlist).
+pub fn segment_path(run: u64, sequence: u64) -> String {
+    format!("r{run}-s{sequence}")
+}
+
+/// The playlist text for `window` of `asset`, with `#EXT-X-TARGETDURATION:target` (URLs are
+/// absolute paths on this server, each with `?query` when one is given).
+pub fn playlist(
+    asset: &AssetName,
+    window: &[Numbered],
+    target: u64,
+    query: Option<&str>,
+) -> String {
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
     let asset = encode_segment(asset.as_str());
-    let blobs = format!("/assets/{asset}/blobs");
     let live = format!("/assets/{asset}/live");
     let part_target = part_target(window);
-    let target = window
-        .iter()
-        .map(|n| secs(n.entry.end - n.entry.start))
-        .fold(part_target, f64::max)
-        .ceil() as u64;
+    let target = target.max(part_target.ceil() as u64);
     let first = window.first();
     let mut out = String::new();
     let _ = write!(
@@ -286,25 +330,17 @@ pub fn playlist(asset: &AssetName, window: &[Numbered], query: Option<&str>) -> 
         if previous.is_some_and(|p| p.discontinuity != n.discontinuity) {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        let (init, media) = match &e.source {
-            Source::Store(file) => {
-                let file = encode_segment(file);
-                (
-                    format!("{blobs}/{file}/init.mp4{query}"),
-                    format!("{blobs}/{file}/media.mp4{query}"),
-                )
-            }
-            Source::Cache(id) => (
-                format!("{live}/{}/init.mp4{query}", id.0),
-                format!("{live}/{}/media.mp4{query}", id.0),
-            ),
-        };
+        let segment = format!("{live}/{}", segment_path(e.run, e.sequence));
+        let (init, media) = (
+            format!("{segment}/init.mp4{query}"),
+            format!("{segment}/media.mp4{query}"),
+        );
         let _ = write!(
             out,
             "#EXT-X-MAP:URI=\"{init}\"\n#EXT-X-PROGRAM-DATE-TIME:{}\n",
             e.start.to_rfc3339_millis()
         );
-        if let Some((id, parts)) = e.parts.as_ref().filter(|_| i >= with_parts) {
+        if let Some(parts) = e.parts.as_ref().filter(|_| i >= with_parts) {
             for (p, part) in parts.iter().enumerate() {
                 let independent = if part.independent {
                     ",INDEPENDENT=YES"
@@ -313,9 +349,8 @@ pub fn playlist(asset: &AssetName, window: &[Numbered], query: Option<&str>) -> 
                 };
                 let _ = writeln!(
                     out,
-                    "#EXT-X-PART:DURATION={:.3},URI=\"{live}/{}/part-{p}.mp4{query}\"{independent}",
+                    "#EXT-X-PART:DURATION={:.3},URI=\"{segment}/part-{p}.mp4{query}\"{independent}",
                     secs(part.duration()),
-                    id.0
                 );
             }
         }
@@ -355,7 +390,7 @@ pub fn blocking_request(
     }
 }
 
-/// What a request under `/assets/{asset}/live/{segment}/` asks for.
+/// What a request under `/assets/{asset}/live/r{run}-s{sequence}/` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LiveLeaf {
     Init,
@@ -365,18 +400,26 @@ pub enum LiveLeaf {
 }
 
 impl LiveLeaf {
-    pub fn parse(segment: &str, leaf: &str) -> Result<(SegmentId, LiveLeaf), PlaybackError> {
+    /// The segment's (run, sequence) and the leaf.
+    pub fn parse(segment: &str, leaf: &str) -> Result<((u64, u64), LiveLeaf), PlaybackError> {
         let bad = || PlaybackError::Parameter {
             name: "live segment",
             value: format!("{}/{}", segment.escape_debug(), leaf.escape_debug()),
-            rule: "expected <segment number>/init.mp4, media.mp4 or part-<n>.mp4",
+            rule: "expected r<run>-s<sequence>/init.mp4, media.mp4 or part-<n>.mp4",
         };
         let number = |s: &str| {
             (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| s.parse::<u64>().ok())
                 .flatten()
         };
-        let id = SegmentId(number(segment).ok_or_else(bad)?);
+        let (run, sequence) = segment
+            .strip_prefix('r')
+            .and_then(|s| s.split_once("-s"))
+            .ok_or_else(bad)?;
+        let key = (
+            number(run).ok_or_else(bad)?,
+            number(sequence).ok_or_else(bad)?,
+        );
         let leaf = match leaf {
             "init.mp4" => LiveLeaf::Init,
             "media.mp4" => LiveLeaf::Media,
@@ -390,20 +433,19 @@ impl LiveLeaf {
                 LiveLeaf::Part(n)
             }
         };
-        Ok((id, leaf))
+        Ok((key, leaf))
     }
 }
 
-/// The byte range of `leaf` in segment `id` as `view` lists it, with the init length the
-/// file's box headers give (`init_len`, asked only when needed). `None`: not listed (gone,
-/// not durable yet, or an open segment's whole media).
-pub fn leaf_range(
-    view: &LiveView,
-    id: SegmentId,
-    leaf: LiveLeaf,
-    init_len: u64,
-) -> Option<Range<u64>> {
-    let s = view.segments.iter().find(|s| s.id == id)?;
+/// The cached segment `key` (run, sequence) in `view`.
+pub fn find(view: &LiveView, key: (u64, u64)) -> Option<&LiveSegment> {
+    view.segments.iter().find(|s| (s.run, s.sequence) == key)
+}
+
+/// The byte range of `leaf` in the cached segment `s`, with the init length the file's box
+/// headers give (`init_len`, asked only when needed). `None`: not there (a part not durable
+/// yet, or an open segment's whole media).
+pub fn leaf_range(s: &LiveSegment, leaf: LiveLeaf, init_len: u64) -> Option<Range<u64>> {
     let range = match leaf {
         LiveLeaf::Init => 0..init_len,
         LiveLeaf::Media if s.sealed => init_len..s.bytes,

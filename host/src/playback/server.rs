@@ -4,6 +4,7 @@
 //! | path | answer |
 //! |---|---|
 //! | `/`, `/index.html` | the playback page (self-contained HTML, works offline) |
+//! | `/vendor/hls.min.js` | the page's live player, hls.js, served from the binary |
 //! | `/assets` | `{"assets":[...]}`: the assets the [`AssetSource`] offers now (with `"instances"` on `serve`) |
 //! | `/assets/{asset}/availableMedia?precision=...` | LVA availableMedia JSON |
 //! | `/assets/{asset}/segments?startTime=&endTime=` | the blobs in a range, for the page's player |
@@ -11,6 +12,8 @@
 //! | `/assets/{asset}/manifest(format=m3u8-aapl,startTime=,endTime=).m3u8` | HLS VOD playlist |
 //! | `/assets/{asset}/blobs/{file}` (`/init.mp4`, `/media.mp4`) | a blob, or its init / media part; `Range` → 206 |
 //! | `/assets/{asset}/export.mp4?startTime=&endTime=` | one MP4 clip of the range, streamed ([`export`](super::export)) |
+//! | `/assets/{asset}/live.m3u8[?_HLS_msn=&_HLS_part=]` | LL-HLS live playlist, newest media from the recording cache ([`live`](super::live)) |
+//! | `/assets/{asset}/live/r{run}-s{sequence}/{init.mp4,media.mp4,part-N.mp4}` | a live segment's init or media (store once uploaded, else cache) or part (cache); `Range` → 206 |
 //!
 //! Request text never becomes a path: the asset must match LVA's asset-name pattern and the
 //! blob file the uploader's name grammar (see [`BlobFile`]); bad names are 400, unknown ones 404.
@@ -33,13 +36,17 @@ use super::available::{AvailabilityQuery, merged, param, parse_instant, recorded
 use super::export::{Clip, ClipRange, DEFAULT_MAX_SPAN_SECS, GAPS_HEADER, GAPS_POLICY};
 use super::gaps::{self, GapQuery};
 use super::hls::{PlaylistRange, manifest_params, playlist, segments};
+use super::live::{self, LiveLeaf, SequenceBook};
 use super::{BlobFile, PlaybackError, asset_name, decode_component, encode_segment, mp4};
+use crate::cache::LiveCaches;
 use crate::sync::LockExt;
 use crate::time::Ticks90k;
 use crate::topology::AssetName;
 use crate::upload::{AssetStore, UploadError};
 
 const PAGE: &str = include_str!("page.html");
+/// hls.js, vendored unmodified (host/assets/vendor/hls.js/README.md): the page's live player.
+const HLS_JS: &[u8] = include_bytes!("../../assets/vendor/hls.js/hls.min.js");
 /// Blobs whose first-fragment offset is remembered; past this the memory starts over (a
 /// player works through a handful of blobs at a time).
 const REMEMBERED_SHAPES: usize = 1024;
@@ -88,6 +95,10 @@ pub struct InstanceSummary {
 pub struct Playback {
     store: Arc<dyn AssetStore>,
     assets: Box<dyn AssetSource>,
+    /// The caches recording now, for the live view.
+    live: Arc<LiveCaches>,
+    /// Live media sequence numbers per asset (memory only).
+    books: Mutex<HashMap<String, SequenceBook>>,
     /// Blob name → (length, offset of the first `moof` if known). Blobs never change once
     /// uploaded (deterministic names, same bytes on re-upload).
     shapes: Mutex<HashMap<String, Shape>>,
@@ -101,12 +112,33 @@ struct Shape {
 
 impl Playback {
     /// `assets` are the ones the page offers; any valid asset name can still be queried.
+    /// Live views come from the caches this process records ([`LiveCaches::global`]).
     pub fn new(store: Arc<dyn AssetStore>, assets: impl AssetSource + 'static) -> Arc<Self> {
+        Self::with_live(store, assets, LiveCaches::global())
+    }
+
+    /// Like [`Playback::new`], with live views from `live`.
+    pub fn with_live(
+        store: Arc<dyn AssetStore>,
+        assets: impl AssetSource + 'static,
+        live: Arc<LiveCaches>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             assets: Box::new(assets),
+            live,
+            books: Mutex::new(HashMap::new()),
             shapes: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The live window of `asset` with its media sequence numbers, and its target duration.
+    fn number(&self, asset: &AssetName, entries: &[live::LiveEntry]) -> (Vec<live::Numbered>, u64) {
+        let mut books = self.books.lock_unpoisoned();
+        let book = books.entry(asset.as_str().to_owned()).or_default();
+        let window = book.number(entries);
+        let target = book.target_duration(live::part_target(&window));
+        (window, target)
     }
 
     /// Why an asset the store has no indexed blob of cannot be answered: unknown (404), or its
@@ -213,15 +245,28 @@ pub fn router(playback: Arc<Playback>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/index.html", get(page))
+        .route("/vendor/hls.min.js", get(hls_js))
         .route("/assets", get(assets))
         .route("/assets/{asset}/{leaf}", get(asset_leaf))
         .route("/assets/{asset}/blobs/{file}", get(whole_blob))
         .route("/assets/{asset}/blobs/{file}/{part}", get(blob_part))
+        .route("/assets/{asset}/live/{segment}/{leaf}", get(live_leaf))
         .with_state(playback)
 }
 
 async fn page() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
+}
+
+async fn hls_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        HLS_JS,
+    )
+        .into_response()
 }
 
 fn json(value: &impl serde::Serialize) -> Response {
@@ -285,6 +330,9 @@ async fn asset_leaf(
         "segments" => segment_list(&playback, &asset, &params).await,
         "gaps" => gap_list(&playback, &asset, &params).await,
         "export.mp4" => export(&playback, &asset, &params).await,
+        live::LIVE_PLAYLIST => {
+            live_hls(&playback, &asset, &params, key.map(|Extension(k)| k)).await
+        }
         manifest => match manifest_params(manifest) {
             Some(mut all) => {
                 all.extend(params);
@@ -413,6 +461,147 @@ async fn hls(
         .into_response())
 }
 
+/// The live playlist; with `_HLS_msn` (and `_HLS_part`) it waits, bounded, until that
+/// segment (part) is listed, woken by the cache's live view.
+async fn live_hls(
+    playback: &Playback,
+    asset: &str,
+    params: &[(String, String)],
+    key: Option<SegmentQuery>,
+) -> Result<Response, PlaybackError> {
+    let asset = asset_name(asset)?;
+    let blocking = live::blocking_request(params)?;
+    let cache = playback.live.get(asset.as_str());
+    let mut views = cache.as_ref().map(|c| c.live());
+    let listing = playback
+        .store
+        .list_range(
+            asset.as_str(),
+            Ticks90k::now() - live::STORE_WINDOW,
+            Ticks90k(i64::MAX),
+        )
+        .await?;
+    let mut deadline = None;
+    let (window, target) = loop {
+        let view = views.as_mut().map(|v| v.borrow_and_update().clone());
+        let (window, target) =
+            playback.number(&asset, &live::merge(&listing.items, view.as_deref()));
+        let Some((msn, part)) = blocking else {
+            break (window, target);
+        };
+        if live::has_part(&window, msn, part) {
+            break (window, target);
+        }
+        let limit = *deadline
+            .get_or_insert_with(|| tokio::time::Instant::now() + live::blocking_limit(&window));
+        let Some(views) = views.as_mut() else {
+            break (window, target);
+        };
+        match tokio::time::timeout_at(limit, views.changed()).await {
+            Ok(Ok(())) => continue,
+            // Waited long enough, or the cache closed: answer with what there is.
+            _ => break (window, target),
+        }
+    };
+    if window.is_empty()
+        && cache.is_none()
+        && !listing.asset_has_blobs
+        && !playback.assets.assets().contains(&asset)
+    {
+        playback.without_blobs(&asset).await?;
+    }
+    let text = live::playlist(&asset, &window, target, key.as_ref().map(|k| k.0.as_str()));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        text,
+    )
+        .into_response())
+}
+
+async fn live_leaf(
+    State(playback): State<Arc<Playback>>,
+    Path((asset, segment, leaf)): Path<(String, String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    live_bytes(&playback, &asset, &segment, &leaf, &method, &headers)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A live segment's init, media or part. Segments are named by run and sequence, so the
+/// URL stays while the source moves: an uploaded segment is served from the store (once a
+/// listing showed it there), one not uploaded from the cache recording the asset, and parts
+/// from the cache only, as its live view lists them (so only durable bytes).
+async fn live_bytes(
+    playback: &Playback,
+    asset: &str,
+    segment: &str,
+    leaf: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, PlaybackError> {
+    let asset = asset_name(asset)?;
+    let (key, leaf) = LiveLeaf::parse(segment, leaf)?;
+    let not_found = || PlaybackError::LiveNotFound(live::segment_path(key.0, key.1));
+    let cache = playback.live.get(asset.as_str());
+    let cached = cache
+        .as_ref()
+        .and_then(|c| live::find(&c.live().borrow(), key).cloned());
+    let stored = playback
+        .books
+        .lock_unpoisoned()
+        .get(asset.as_str())
+        .and_then(|b| b.blob(key).map(str::to_owned));
+    let whole_part = match leaf {
+        LiveLeaf::Init => Some(Part::Init),
+        LiveLeaf::Media => Some(Part::Media),
+        LiveLeaf::Part(_) => None,
+    };
+    if let (Some(part), Some(file)) = (whole_part, &stored)
+        && cached.as_ref().is_none_or(|s| s.uploaded)
+    {
+        return blob(playback, asset.as_str(), file, part, method, headers).await;
+    }
+    let (Some(cache), Some(segment)) = (cache, cached) else {
+        return Err(not_found());
+    };
+    let id = segment.id;
+    let init_len = match leaf {
+        LiveLeaf::Part(n) if n > 0 => 0,
+        _ => {
+            // The init is in the first fragment, durable once the segment is listed.
+            let durable = segment.fragments.first().map_or(segment.bytes, |f| f.len);
+            let reader = cache.clone();
+            tokio::task::spawn_blocking(move || live::read_init_len(&reader, id, durable))
+                .await
+                .map_err(|e| PlaybackError::LiveRead(e.to_string()))??
+        }
+    };
+    let whole = live::leaf_range(&segment, leaf, init_len).ok_or_else(not_found)?;
+    // The bytes of a segment never change; a player fetches each part once.
+    let (response, bytes) = match ranged(whole, headers, "no-cache") {
+        Ok(answer) => answer,
+        Err(refused) => return Ok(refused),
+    };
+    let length = bytes.end - bytes.start;
+    let body = if *method == Method::HEAD || length == 0 {
+        Body::empty()
+    } else {
+        Body::from_stream(live::stream(cache, id, bytes).await?.inspect_err(move |e| {
+            tracing::debug!("playback: reading live segment {} stopped: {e}", id.0);
+        }))
+    };
+    Ok(response
+        .header(header::CONTENT_TYPE, "video/mp4")
+        .header(header::CONTENT_LENGTH, length)
+        .body(body)
+        .unwrap_or_default())
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Part {
     Whole,
@@ -465,31 +654,10 @@ async fn blob(
         Part::Init => 0..init,
         Part::Media => init..len,
     };
-    let span = whole.end - whole.start;
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(|r| byte_range(r, span));
-    let mut response = Response::builder()
-        .header(header::ACCEPT_RANGES, "bytes")
-        // Blob names are deterministic and their content never changes once uploaded.
-        .header(header::CACHE_CONTROL, "public, max-age=86400, immutable");
-    let bytes = match range {
-        None | Some(RangeAnswer::Ignore) => whole,
-        Some(RangeAnswer::Unsatisfiable) => {
-            return Ok(response
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .header(header::CONTENT_RANGE, format!("bytes */{span}"))
-                .body(Body::from("range not satisfiable\n"))
-                .unwrap_or_default());
-        }
-        Some(RangeAnswer::Part(a, b)) => {
-            response = response
-                .status(StatusCode::PARTIAL_CONTENT)
-                .header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{span}"));
-            whole.start + a..whole.start + b + 1
-        }
+    // Blob names are deterministic and their content never changes once uploaded.
+    let (response, bytes) = match ranged(whole, headers, "public, max-age=86400, immutable") {
+        Ok(answer) => answer,
+        Err(refused) => return Ok(refused),
     };
     let length = bytes.end - bytes.start;
     // HEAD answers the GET's headers without asking the store for the bytes.
@@ -510,6 +678,38 @@ async fn blob(
         .header(header::CONTENT_LENGTH, length)
         .body(body)
         .unwrap_or_default())
+}
+
+/// The status and headers answering `headers`' `Range` over the bytes `whole` of a file, and
+/// the bytes to send; `Err` is the complete answer to an unsatisfiable range.
+fn ranged(
+    whole: Range<u64>,
+    headers: &HeaderMap,
+    cache_control: &'static str,
+) -> Result<(axum::http::response::Builder, Range<u64>), Response> {
+    let span = whole.end - whole.start;
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| byte_range(r, span));
+    let response = Response::builder()
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, cache_control);
+    match range {
+        None | Some(RangeAnswer::Ignore) => Ok((response, whole)),
+        Some(RangeAnswer::Unsatisfiable) => Err(response
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(header::CONTENT_RANGE, format!("bytes */{span}"))
+            .body(Body::from("range not satisfiable\n"))
+            .unwrap_or_default()),
+        Some(RangeAnswer::Part(a, b)) => Ok((
+            response
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{span}")),
+            whole.start + a..whole.start + b + 1,
+        )),
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -166,7 +166,7 @@ fn a_new_run_is_a_discontinuity_and_an_evicted_segment_ends_the_window() {
     let window = book.number(&merge(&[], Some(&view)));
     let numbers: Vec<(u64, u64)> = window.iter().map(|n| (n.msn, n.discontinuity)).collect();
     assert_eq!(numbers, [(2, 0), (3, 1)], "contiguous numbers only");
-    let text = playlist(&asset(), &window, None);
+    let text = playlist(&asset(), &window, 30, None);
     assert!(
         text.contains("#EXT-X-MEDIA-SEQUENCE:2\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n"),
         "{text}"
@@ -194,7 +194,7 @@ fn the_playlist_lists_parts_of_the_live_edge_with_program_date_times() {
         ],
     };
     let window = book.number(&merge(&[blob(1, 1, 30.0, 60.0)], Some(&view)));
-    let text = playlist(&asset(), &window, Some("key=k1"));
+    let text = playlist(&asset(), &window, 30, Some("key=k1"));
     let expected = "#EXTM3U
 #EXT-X-VERSION:9
 #EXT-X-TARGETDURATION:30
@@ -203,22 +203,49 @@ fn the_playlist_lists_parts_of_the_live_edge_with_program_date_times() {
 #EXT-X-MEDIA-SEQUENCE:0
 #EXT-X-DISCONTINUITY-SEQUENCE:0
 #EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-MAP:URI=\"/assets/cam/blobs/20231114T221350Z-r0000000001-s0000000001.mp4/init.mp4?key=k1\"
+#EXT-X-MAP:URI=\"/assets/cam/live/r1-s1/init.mp4?key=k1\"
 #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:50.000Z
 #EXTINF:30.000,
-/assets/cam/blobs/20231114T221350Z-r0000000001-s0000000001.mp4/media.mp4?key=k1
-#EXT-X-MAP:URI=\"/assets/cam/live/12/init.mp4?key=k1\"
+/assets/cam/live/r1-s1/media.mp4?key=k1
+#EXT-X-MAP:URI=\"/assets/cam/live/r1-s2/init.mp4?key=k1\"
 #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:14:20.000Z
-#EXT-X-PART:DURATION=2.000,URI=\"/assets/cam/live/12/part-0.mp4?key=k1\",INDEPENDENT=YES
-#EXT-X-PART:DURATION=2.000,URI=\"/assets/cam/live/12/part-1.mp4?key=k1\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=2.000,URI=\"/assets/cam/live/r1-s2/part-0.mp4?key=k1\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=2.000,URI=\"/assets/cam/live/r1-s2/part-1.mp4?key=k1\",INDEPENDENT=YES
 #EXTINF:4.000,
-/assets/cam/live/12/media.mp4?key=k1
-#EXT-X-MAP:URI=\"/assets/cam/live/13/init.mp4?key=k1\"
+/assets/cam/live/r1-s2/media.mp4?key=k1
+#EXT-X-MAP:URI=\"/assets/cam/live/r1-s3/init.mp4?key=k1\"
 #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:14:24.000Z
-#EXT-X-PART:DURATION=2.000,URI=\"/assets/cam/live/13/part-0.mp4?key=k1\",INDEPENDENT=YES
-#EXT-X-PART:DURATION=2.000,URI=\"/assets/cam/live/13/part-1.mp4?key=k1\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=2.000,URI=\"/assets/cam/live/r1-s3/part-0.mp4?key=k1\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=2.000,URI=\"/assets/cam/live/r1-s3/part-1.mp4?key=k1\",INDEPENDENT=YES
 ";
     assert_eq!(text, expected);
+}
+
+#[test]
+fn a_just_sealed_segment_stays_the_live_edge_until_the_next_has_a_part() {
+    let view = LiveView {
+        segments: vec![cached(12, 1, 2, 60.0, 15, true)],
+    };
+    let entries = merge(&[], Some(&view));
+    assert!(!entries[0].complete, "listed by its parts, without #EXTINF");
+    let mut book = SequenceBook::default();
+    let window = book.number(&entries);
+    assert!(
+        !has_part(&window, 0, Some(15)),
+        "waits for the next segment"
+    );
+    let text = playlist(&asset(), &window, 30, None);
+    assert!(!text.contains("#EXTINF"), "{text}");
+    let view = LiveView {
+        segments: vec![
+            cached(12, 1, 2, 60.0, 15, true),
+            cached(13, 1, 3, 90.0, 1, false),
+        ],
+    };
+    let window = book.number(&merge(&[], Some(&view)));
+    assert!(window[0].entry.complete && has_part(&window, 0, Some(15)));
+    // Without a recording cache, the store's newest segment is complete.
+    assert!(merge(&[blob(1, 0, 0.0, 30.0)], None)[0].complete);
 }
 
 #[test]
@@ -285,30 +312,66 @@ fn only_listed_durable_bytes_are_served() {
         ],
     };
     let leaf = |s: &str, l: &str| LiveLeaf::parse(s, l).unwrap();
-    assert_eq!(leaf("13", "part-1.mp4"), (SegmentId(13), LiveLeaf::Part(1)));
+    assert_eq!(leaf("r1-s3", "part-1.mp4"), ((1, 3), LiveLeaf::Part(1)));
+    assert_eq!(
+        leaf(&segment_path(7, 0), "init.mp4"),
+        ((7, 0), LiveLeaf::Init)
+    );
     for (s, l) in [
-        ("x", "init.mp4"),
-        ("13", "part-.mp4"),
-        ("13", "part-1.m4s"),
-        ("-1", "init.mp4"),
-        ("13", "../x"),
+        ("13", "init.mp4"),
+        ("r1-s", "init.mp4"),
+        ("r-1-s2", "init.mp4"),
+        ("r1-s3", "part-.mp4"),
+        ("r1-s3", "part-1.m4s"),
+        ("r1-s3", "../x"),
     ] {
         assert_eq!(LiveLeaf::parse(s, l).unwrap_err().status(), 400, "{s}/{l}");
     }
-    let range = |id, l| leaf_range(&view, SegmentId(id), l, 50);
-    assert_eq!(range(13, LiveLeaf::Init), Some(0..50));
+    let open = find(&view, (1, 3)).unwrap();
+    let sealed = find(&view, (1, 2)).unwrap();
+    assert_eq!(sealed.id, SegmentId(12));
+    assert!(find(&view, (1, 4)).is_none(), "not in the cache");
+    assert_eq!(leaf_range(open, LiveLeaf::Init, 50), Some(0..50));
     assert_eq!(
-        range(13, LiveLeaf::Part(0)),
+        leaf_range(open, LiveLeaf::Part(0), 50),
         Some(50..150),
         "part 0 starts after the init"
     );
-    assert_eq!(range(13, LiveLeaf::Part(1)), Some(150..250));
-    assert_eq!(range(13, LiveLeaf::Part(2)), None, "not durable yet");
+    assert_eq!(leaf_range(open, LiveLeaf::Part(1), 50), Some(150..250));
     assert_eq!(
-        range(13, LiveLeaf::Media),
+        leaf_range(open, LiveLeaf::Part(2), 50),
+        None,
+        "not durable yet"
+    );
+    assert_eq!(
+        leaf_range(open, LiveLeaf::Media, 50),
         None,
         "the open segment has no whole media yet"
     );
-    assert_eq!(range(12, LiveLeaf::Media), Some(50..350));
-    assert_eq!(range(14, LiveLeaf::Init), None, "not in the cache");
+    assert_eq!(leaf_range(sealed, LiveLeaf::Media, 50), Some(50..350));
+}
+
+#[test]
+fn the_book_remembers_where_the_store_keeps_a_segment_and_the_target_only_grows() {
+    let mut book = SequenceBook::default();
+    let view = LiveView {
+        segments: vec![cached(13, 1, 3, 90.0, 2, false)],
+    };
+    book.number(&merge(&[blob(1, 2, 60.0, 90.0)], Some(&view)));
+    assert_eq!(
+        book.blob((1, 2)),
+        Some("20231114T221420Z-r0000000001-s0000000002.mp4")
+    );
+    assert_eq!(book.blob((1, 3)), None, "not uploaded");
+    assert_eq!(book.target_duration(2.0), 30);
+    let view = LiveView {
+        segments: vec![cached(14, 1, 4, 120.0, 1, false)],
+    };
+    book.number(&merge(&[], Some(&view)));
+    assert_eq!(
+        book.target_duration(2.0),
+        30,
+        "the longest segment listed so far"
+    );
+    assert_eq!(part_target(&book.number(&merge(&[], Some(&view)))), 2.0);
 }
