@@ -585,7 +585,7 @@ async fn live_bytes(
     // The bytes of a segment never change; a player fetches each part once.
     let (response, bytes) = match ranged(whole, headers, "no-cache") {
         Ok(answer) => answer,
-        Err(refused) => return Ok(refused),
+        Err(refused) => return Ok(refused.into_response()),
     };
     let length = bytes.end - bytes.start;
     let body = if *method == Method::HEAD || length == 0 {
@@ -657,7 +657,7 @@ async fn blob(
     // Blob names are deterministic and their content never changes once uploaded.
     let (response, bytes) = match ranged(whole, headers, "public, max-age=86400, immutable") {
         Ok(answer) => answer,
-        Err(refused) => return Ok(refused),
+        Err(refused) => return Ok(refused.into_response()),
     };
     let length = bytes.end - bytes.start;
     // HEAD answers the GET's headers without asking the store for the bytes.
@@ -681,12 +681,12 @@ async fn blob(
 }
 
 /// The status and headers answering `headers`' `Range` over the bytes `whole` of a file, and
-/// the bytes to send; `Err` is the complete answer to an unsatisfiable range.
+/// the bytes to send; `Err` is the answer to an unsatisfiable range ([`unsatisfiable`]).
 fn ranged(
     whole: Range<u64>,
     headers: &HeaderMap,
     cache_control: &'static str,
-) -> Result<(axum::http::response::Builder, Range<u64>), Response> {
+) -> Result<(axum::http::response::Builder, Range<u64>), Unsatisfiable> {
     let span = whole.end - whole.start;
     let range = headers
         .get(header::RANGE)
@@ -697,18 +697,30 @@ fn ranged(
         .header(header::CACHE_CONTROL, cache_control);
     match range {
         None | Some(RangeAnswer::Ignore) => Ok((response, whole)),
-        Some(RangeAnswer::Unsatisfiable) => Err(response
-            .status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(header::CONTENT_RANGE, format!("bytes */{span}"))
-            .body(Body::from("range not satisfiable\n"))
-            .unwrap_or_default()),
+        Some(RangeAnswer::Unsatisfiable) => Err(Unsatisfiable { span }),
         Some(RangeAnswer::Part(a, b)) => Ok((
             response
                 .status(StatusCode::PARTIAL_CONTENT)
                 .header(header::CONTENT_RANGE, format!("bytes {a}-{b}/{span}")),
             whole.start + a..whole.start + b + 1,
         )),
+    }
+}
+
+/// A `Range` outside a body of `span` bytes.
+struct Unsatisfiable {
+    span: u64,
+}
+
+impl IntoResponse for Unsatisfiable {
+    fn into_response(self) -> Response {
+        Response::builder()
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .header(header::ACCEPT_RANGES, "bytes")
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(header::CONTENT_RANGE, format!("bytes */{}", self.span))
+            .body(Body::from("range not satisfiable\n"))
+            .unwrap_or_default()
     }
 }
 
