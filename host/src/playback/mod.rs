@@ -4,7 +4,9 @@
 //! `mp4`), the live view from the recording cache before upload (`live`), clip export to one MP4 file (`export`) and the loopback HTTP server with the
 //! playback page (`server`). It reads only through the public
 //! [`AssetStore`](crate::upload::AssetStore) API: an asset's blob listing, the `start`/`end`
-//! metadata each blob carries, blob bytes and the asset's gap records. It must not write, delete or rename anything
+//! metadata each blob carries, blob bytes and the asset's gap records; and, for the live view,
+//! the recording caches' published [`LiveView`](crate::cache::LiveView) and
+//! [`Cache::open_live`](crate::cache::Cache::open_live). It must not write, delete or rename anything
 //! in a store or a cache (playback is read-only), and it never turns request text into a
 //! path: asset and blob names are validated first.
 
