@@ -519,3 +519,168 @@ mod properties {
         }
     }
 }
+
+/// One segment-shaped fragment: `moof` + `mdat` of `fill`.
+fn fragment(fill: u8) -> Vec<u8> {
+    let mut f = boxed(b"moof", 40, fill);
+    f.extend(boxed(b"mdat", 3_000, fill));
+    f
+}
+
+#[tokio::test]
+async fn the_live_view_serves_durable_parts_and_keeps_its_urls_after_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(LocalStore::new(dir.path().join("assets")));
+    store.prepare().await.unwrap();
+    let (cache, _) = crate::cache::Cache::open(&dir.path().join("cache"), 1 << 20).unwrap();
+    let cache = Arc::new(cache);
+    let live = Arc::new(LiveCaches::default());
+    live.register("cam", &cache);
+    let pb = Playback::with_live(store.clone(), vec![AssetName::new("cam").unwrap()], live);
+
+    let mut init = boxed(b"ftyp", 16, 1);
+    init.extend(boxed(b"moov", 500, 2));
+    // Fragments start 2 s apart from the segment's start (the wall clock of its first frame).
+    let start = Ticks90k::now() - crate::time::Duration90k::from_secs(10);
+    let at = |s: i64| start + crate::time::Duration90k::from_secs(s);
+    cache
+        .begin_segment(1, 0, start, "avc1.64001f", "mp4")
+        .unwrap();
+    cache
+        .append_fragment_flagged(&[&init, &fragment(3)], at(2), true)
+        .unwrap();
+    cache
+        .append_fragment_flagged(&[&fragment(4)], at(4), false)
+        .unwrap();
+
+    let text =
+        String::from_utf8(call(&pb, "GET", "/assets/cam/live.m3u8", None).await.body).unwrap();
+    assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "#EXT-X-PROGRAM-DATE-TIME:{}\n",
+            start.to_rfc3339_millis()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "#EXT-X-PART:DURATION=2.000,URI=\"/assets/cam/live/r1-s0/part-0.mp4\",INDEPENDENT=YES\n"
+        ) && text
+            .contains("#EXT-X-PART:DURATION=2.000,URI=\"/assets/cam/live/r1-s0/part-1.mp4\"\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("#EXTINF"),
+        "the open segment has no whole entry yet\n{text}"
+    );
+
+    let get = |uri: &'static str| call(&pb, "GET", uri, None);
+    let a = get("/assets/cam/live/r1-s0/init.mp4").await;
+    assert_eq!((a.status, a.body.clone()), (200, init.clone()));
+    assert_eq!(
+        get("/assets/cam/live/r1-s0/part-0.mp4").await.body,
+        fragment(3)
+    );
+    assert_eq!(
+        get("/assets/cam/live/r1-s0/part-1.mp4").await.body,
+        fragment(4)
+    );
+    let a = call(
+        &pb,
+        "GET",
+        "/assets/cam/live/r1-s0/part-1.mp4",
+        Some("bytes=52-55"),
+    )
+    .await;
+    assert_eq!((a.status, &a.body[..]), (206, &b"mdat"[..]));
+    assert_eq!(
+        get("/assets/cam/live/r1-s0/part-2.mp4").await.status,
+        404,
+        "not durable yet"
+    );
+    assert_eq!(
+        get("/assets/cam/live/r1-s0/media.mp4").await.status,
+        404,
+        "still open"
+    );
+    assert_eq!(get("/assets/cam/live/r1-s9/init.mp4").await.status, 404);
+    assert_eq!(get("/assets/cam/live/12/init.mp4").await.status, 400);
+
+    // A blocking reload for part 2 answers once that fragment is durable.
+    let waiting = {
+        let pb = pb.clone();
+        tokio::spawn(async move {
+            call(
+                &pb,
+                "GET",
+                "/assets/cam/live.m3u8?_HLS_msn=0&_HLS_part=2",
+                None,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the reload waits for its part");
+    cache
+        .append_fragment_flagged(&[&fragment(5)], at(6), true)
+        .unwrap();
+    let text = String::from_utf8(waiting.await.unwrap().body).unwrap();
+    assert!(text.contains("/assets/cam/live/r1-s0/part-2.mp4"), "{text}");
+
+    // Sealed, the next segment begun, the first one uploaded and evicted from the cache:
+    // the same URLs and numbers, now answered from the store.
+    let sealed = cache.seal().unwrap().unwrap();
+    cache
+        .begin_segment(1, 1, at(6), "avc1.64001f", "mp4")
+        .unwrap();
+    cache
+        .append_fragment_flagged(&[&init, &fragment(6)], at(8), true)
+        .unwrap();
+    let whole = [init.clone(), fragment(3), fragment(4), fragment(5)].concat();
+    store
+        .put_segment(SegmentUpload {
+            facts: SegmentFacts {
+                asset: "cam".into(),
+                run: 1,
+                sequence: 0,
+                start: sealed.start,
+                end: sealed.end,
+                codecs: sealed.codecs.clone(),
+                extension: "mp4".into(),
+            },
+            file: std::fs::File::open(dir.path().join("cache").join(&sealed.file_name)).unwrap(),
+            bytes: sealed.bytes,
+        })
+        .await
+        .unwrap();
+    cache.mark_uploaded(sealed.id).unwrap();
+    let text = String::from_utf8(get("/assets/cam/live.m3u8").await.body).unwrap();
+    let _ = cache.reserve(cache.limit_bytes(), &mut |e, _| vec![e[0].id]);
+    assert!(cache.sealed().is_empty(), "evicted from the cache");
+    let after = String::from_utf8(get("/assets/cam/live.m3u8").await.body).unwrap();
+    for t in [&text, &after] {
+        assert!(t.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{t}");
+        assert!(
+            t.contains("#EXTINF:6.000,\n/assets/cam/live/r1-s0/media.mp4\n")
+                && t.contains("#EXT-X-MAP:URI=\"/assets/cam/live/r1-s1/init.mp4\"\n")
+                && t.contains("/assets/cam/live/r1-s1/part-0.mp4"),
+            "{t}"
+        );
+    }
+    let a = get("/assets/cam/live/r1-s0/init.mp4").await;
+    assert_eq!(
+        (a.status, a.body.clone()),
+        (200, init.clone()),
+        "from the store"
+    );
+    assert_eq!(
+        get("/assets/cam/live/r1-s0/media.mp4").await.body,
+        whole[init.len()..]
+    );
+    assert_eq!(
+        get("/assets/cam/live/r1-s0/part-0.mp4").await.status,
+        404,
+        "parts are the cache's"
+    );
+}
