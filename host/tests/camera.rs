@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mediagraph::camera::{
-    AuthScheme, CameraConfig, CameraHandle, Credentials, FREEZE_AFTER_FRAMES, TestCamera,
-    VideoCodec,
+    AuthScheme, CameraConfig, CameraHandle, Credentials, FREEZE_AFTER_FRAMES, HUGE_CONTENT_LENGTH,
+    TestCamera, VideoCodec,
 };
 use retina::client::{
     PlayOptions, Session, SessionOptions, SetupOptions, TcpTransportOptions, Transport,
@@ -529,4 +529,102 @@ async fn fault_paths_misbehave_as_documented() {
 
     let junk = raw_request(&cam, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(junk.starts_with("RTSP/1.0 400"), "{junk}");
+}
+
+/// Reads from `sock` until `buf` holds `\r\n\r\n`; returns the head, leaves the rest in `buf`.
+async fn read_head(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> String {
+    let mut chunk = vec![0; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            return head;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk))
+            .await
+            .expect("the camera answers")
+            .unwrap();
+        assert!(n > 0, "the camera closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads until `buf` holds at least `n` bytes.
+async fn read_at_least(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, n: usize) {
+    let mut chunk = vec![0; 64 * 1024];
+    while buf.len() < n {
+        let got = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk))
+            .await
+            .expect("the camera keeps sending")
+            .unwrap();
+        assert!(got > 0, "the camera closed the connection");
+        buf.extend_from_slice(&chunk[..got]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooding_fault_paths_never_end_their_answer_or_access_unit() {
+    let cam = camera(CameraConfig::default()).await;
+
+    // hugedescribe: a 4 GiB body announced, and 32 MiB of it (and counting) sent.
+    let mut sock = tokio::net::TcpStream::connect(cam.addr()).await.unwrap();
+    let describe = format!(
+        "DESCRIBE {} RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+        cam.huge_describe_url()
+    );
+    sock.write_all(describe.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let head = read_head(&mut sock, &mut buf).await;
+    assert!(head.starts_with("RTSP/1.0 200"), "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {HUGE_CONTENT_LENGTH}")),
+        "{head}"
+    );
+    assert_eq!(HUGE_CONTENT_LENGTH, 4 << 30);
+    read_at_least(&mut sock, &mut buf, 32 << 20).await;
+    drop(sock);
+
+    // endlessau: after PLAY, FU-A fragments of one IDR slice: one start, never an end, one
+    // RTP timestamp, no marker.
+    let mut sock = tokio::net::TcpStream::connect(cam.addr()).await.unwrap();
+    let url = cam.endless_au_url();
+    let setup = format!(
+        "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+    );
+    sock.write_all(setup.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let head = read_head(&mut sock, &mut buf).await;
+    assert!(head.starts_with("RTSP/1.0 200"), "{head}");
+    let session = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|s| s.split(';').next())
+        .expect("a session")
+        .to_owned();
+    let play = format!("PLAY {url} RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n");
+    sock.write_all(play.as_bytes()).await.unwrap();
+    let head = read_head(&mut sock, &mut buf).await;
+    assert!(head.starts_with("RTSP/1.0 200"), "{head}");
+    read_at_least(&mut sock, &mut buf, 8 << 20).await;
+    let (mut at, mut packets, mut timestamps) = (0, 0, std::collections::BTreeSet::new());
+    while at + 4 <= buf.len() {
+        assert_eq!(buf[at], b'$', "interleaved data only, at {at}");
+        assert_eq!(buf[at + 1], 0, "video channel");
+        let len = usize::from(u16::from_be_bytes([buf[at + 2], buf[at + 3]]));
+        if at + 4 + len > buf.len() {
+            break;
+        }
+        let rtp = &buf[at + 4..at + 4 + len];
+        assert_eq!(rtp[1] & 0x80, 0, "no marker");
+        timestamps.insert(u32::from_be_bytes([rtp[4], rtp[5], rtp[6], rtp[7]]));
+        let (indicator, fu) = (rtp[12], rtp[13]);
+        assert_eq!(indicator & 0x1f, 28, "FU-A");
+        assert_eq!(fu & 0x1f, 5, "of an IDR slice");
+        assert_eq!(fu & 0x40, 0, "never the end fragment");
+        assert_eq!(fu & 0x80 != 0, packets == 0, "only the first is the start");
+        packets += 1;
+        at += 4 + len;
+    }
+    assert!(packets > 5000, "{packets} packets");
+    assert_eq!(timestamps.len(), 1, "one access unit: {timestamps:?}");
 }

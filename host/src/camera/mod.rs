@@ -31,7 +31,7 @@ use auth::Auth;
 pub use auth::{AuthScheme, Credentials};
 use clip::Clip;
 pub use clip::{AAC_FILE, H264_FILE, H265_FILE};
-pub use rtsp::{DEEP_REORDER, FREEZE_AFTER_FRAMES};
+pub use rtsp::{DEEP_REORDER, FREEZE_AFTER_FRAMES, HUGE_CONTENT_LENGTH};
 use slots::Slots;
 use stream::Stream;
 
@@ -304,6 +304,18 @@ impl CameraHandle {
     /// the connection (with [`CameraConfig::max_sessions`], the session outlives it).
     pub fn cut_url(&self) -> url::Url {
         self.path_url("fault/cut")
+    }
+
+    /// `rtsp://ADDR/fault/hugedescribe`: DESCRIBE is answered with a 4 GiB `Content-Length`
+    /// ([`HUGE_CONTENT_LENGTH`]) and filler that never ends.
+    pub fn huge_describe_url(&self) -> url::Url {
+        self.path_url("fault/hugedescribe")
+    }
+
+    /// `rtsp://ADDR/fault/endlessau` (H.264 clips): after PLAY, FU-A fragments of one access
+    /// unit, none of them its last, as fast as the client reads.
+    pub fn endless_au_url(&self) -> url::Url {
+        self.path_url("fault/endlessau")
     }
 
     fn path_url(&self, path: &str) -> url::Url {

@@ -108,6 +108,26 @@ impl RtpTrack {
         }
     }
 
+    /// Appends one H.264 FU-A fragment of the NAL unit with header `nal_header` that is not
+    /// its last (no end bit, no marker): `/fault/endlessau`'s access unit that never ends.
+    pub fn h264_unending_fragment(
+        &mut self,
+        out: &mut BytesMut,
+        ts: u32,
+        nal_header: u8,
+        first: bool,
+        chunk: &[u8],
+    ) {
+        let indicator = (nal_header & 0xe0) | 28;
+        let start = if first { 0x80 } else { 0 };
+        self.packet(
+            out,
+            false,
+            ts,
+            &[&[indicator, start | (nal_header & 0x1f)], chunk],
+        );
+    }
+
     /// Appends the packets of one H.265 access unit.
     pub fn h265(&mut self, out: &mut BytesMut, au: &AccessUnit, ts: u32) {
         let last_nal = au.nals.len().saturating_sub(1);

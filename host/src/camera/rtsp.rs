@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, watch};
@@ -51,6 +51,30 @@ enum Fault {
     /// An H.265 camera whose SPS (in the SDP and in band) declares a reorder depth of
     /// [`DEEP_REORDER`] pictures, far past the 16 the codec allows.
     DeepReorder,
+    /// Answers DESCRIBE with `Content-Length: ` [`HUGE_CONTENT_LENGTH`] (4 GiB), then sends
+    /// filler as fast as the client reads it: an answer that never ends. Authentication is
+    /// not asked for.
+    HugeDescribe,
+    /// H.264 only: normal handshake, then after PLAY one access unit that never ends: FU-A
+    /// fragments of one IDR slice, all with the same RTP timestamp, none with the end bit or
+    /// the marker, as fast as the client reads them.
+    EndlessAu,
+}
+
+/// The `Content-Length` of `/fault/hugedescribe`'s answer: 4 GiB.
+pub const HUGE_CONTENT_LENGTH: u64 = 1 << 32;
+
+/// Bytes `/fault/hugedescribe` and `/fault/endlessau` queue per write.
+const FLOOD_CHUNK: usize = 64 * 1024;
+
+/// What a flooding fault path sends, as fast as the client reads.
+#[derive(Debug)]
+enum Flood {
+    /// The body of `/fault/hugedescribe`'s answer.
+    Filler,
+    /// FU-A fragments of `/fault/endlessau`'s access unit; `started` once its first fragment
+    /// (with the start bit) is sent.
+    AccessUnit { rtp_ts: u32, started: bool },
 }
 
 /// The reorder depth `/fault/deepreorder` declares.
@@ -209,6 +233,8 @@ fn resolve(shared: &Shared, uri: &str) -> Option<(Target, UrlPart)> {
                 "freeze" => Fault::Freeze,
                 "cut" => Fault::Cut,
                 "deepreorder" if shared.deep_sps.is_some() => Fault::DeepReorder,
+                "hugedescribe" => Fault::HugeDescribe,
+                "endlessau" if shared.clip.video.codec == VideoCodec::H264 => Fault::EndlessAu,
                 _ => return None,
             };
             (Target::Fault(fault), rest)
@@ -325,6 +351,7 @@ struct Connection {
     shared: Arc<Shared>,
     session: Option<Session>,
     out: BytesMut,
+    flood: Option<Flood>,
 }
 
 impl Connection {
@@ -337,6 +364,19 @@ impl Connection {
                   Connection: close\r\n\r\n<h1>Not Found</h1>\r\n\r\n",
             );
             return Next::Close;
+        }
+        if req.method == "DESCRIBE"
+            && let Some((Target::Fault(Fault::HugeDescribe), _)) = resolved
+        {
+            let cseq = cseq.map(|c| format!("CSeq: {c}\r\n")).unwrap_or_default();
+            let head = format!(
+                "RTSP/1.0 200 OK\r\n{cseq}Server: mediagraph-test-camera\r\n\
+                 Content-Type: application/sdp\r\nContent-Length: {HUGE_CONTENT_LENGTH}\r\n\r\n"
+            );
+            self.out.extend_from_slice(head.as_bytes());
+            self.flood = Some(Flood::Filler);
+            tracing::info!(uri = %req.uri, "test camera: answering DESCRIBE with a body that never ends");
+            return Next::Continue;
         }
         let response = self.respond(req, resolved);
         response.render(cseq.as_deref(), &mut self.out);
@@ -497,7 +537,13 @@ impl Connection {
                 ));
             }
         }
-        if session.ticks.is_none() && session.target != Target::Fault(Fault::Stall) {
+        if session.target == Target::Fault(Fault::EndlessAu) && self.flood.is_none() {
+            self.flood = Some(Flood::AccessUnit {
+                rtp_ts: session.stream.rtp_now(Track::Video),
+                started: false,
+            });
+            tracing::info!(session = %session.id, uri = %req.uri, "test camera: playing an access unit that never ends");
+        } else if session.ticks.is_none() && session.target != Target::Fault(Fault::Stall) {
             session.ticks = Some(session.stream.subscribe());
             session.synced = session.video.is_none();
             self.shared.plays.fetch_add(1, Ordering::Relaxed);
@@ -588,6 +634,27 @@ impl Connection {
         Next::Continue
     }
 
+    /// Appends the next [`FLOOD_CHUNK`] of the flooding fault path.
+    fn flood(&mut self) {
+        match &mut self.flood {
+            None => {}
+            Some(Flood::Filler) => self.out.put_bytes(b'x', FLOOD_CHUNK),
+            Some(Flood::AccessUnit { rtp_ts, started }) => {
+                let Some(rtp) = self.session.as_mut().and_then(|s| s.video.as_mut()) else {
+                    // Torn down: nothing more to send (and no busy loop on an empty flood).
+                    self.flood = None;
+                    return;
+                };
+                let filler = [0x55; 1398];
+                while self.out.len() < FLOOD_CHUNK {
+                    // nal_ref_idc 3, type 5: an IDR slice.
+                    rtp.h264_unending_fragment(&mut self.out, *rtp_ts, 0x65, !*started, &filler);
+                    *started = true;
+                }
+            }
+        }
+    }
+
     fn lagged(&mut self) {
         if let Some(s) = self.session.as_mut() {
             s.synced = s.video.is_none();
@@ -614,6 +681,7 @@ pub(super) async fn serve(
         shared,
         session: None,
         out: BytesMut::with_capacity(16 * 1024),
+        flood: None,
     };
     let mut input = BytesMut::with_capacity(4096);
     loop {
@@ -658,6 +726,7 @@ pub(super) async fn serve(
                     return;
                 }
             }
+            () = std::future::ready(()), if conn.flood.is_some() => conn.flood(),
         }
         if !conn.out.is_empty() {
             // A client that stops reading blocks this write; drop_sessions must still end it.
