@@ -170,7 +170,8 @@ pub struct MediaSessionEstablished {
 pub struct RtspError {
     /// Always `rtsp`.
     pub protocol: &'static str,
-    /// The RTSP status code, or `InvalidResponse`.
+    /// The RTSP status code, `InvalidResponse`, or `RtspMessageTooLarge` (mediagraph's: an
+    /// answer past 1 MiB that never ends, e.g. a DESCRIBE with a 4 GB `Content-Length`).
     pub error_code: String,
     pub error_message: String,
 }
@@ -204,7 +205,8 @@ pub struct NetworkError {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MediaFormatError {
-    /// `UnsupportedCodec`, `NoKeyframe`, `ReorderDepthTooLarge`, `InvalidTimestamps`.
+    /// `UnsupportedCodec`, `NoKeyframe`, `ReorderDepthTooLarge`, `InvalidTimestamps`,
+    /// `AccessUnitTooLarge` (mediagraph's: 16 MiB received without a video frame ending).
     pub code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::codec::SUPPORTED;
+use super::guard::{Exceeded, Phase};
 use crate::events::Body;
 use crate::events::catalog::{self, RtspError};
 
@@ -25,6 +26,13 @@ pub enum SourceError {
     NoVideo(String),
     #[error("timed out after {0:?} during {1}")]
     Timeout(Duration, &'static str),
+    /// retina held more of one answer or one video frame than it may ([`super::guard`]).
+    #[error("{exceeded}; the session is ended and retried")]
+    TooLarge {
+        exceeded: Exceeded,
+        /// The camera's stream index of the recorded video, when playing.
+        video_track: Option<usize>,
+    },
 }
 
 impl SourceError {
@@ -55,6 +63,13 @@ impl SourceError {
         }
     }
 
+    pub(super) fn too_large(exceeded: Exceeded, video_track: Option<usize>) -> Self {
+        Self::TooLarge {
+            exceeded,
+            video_track,
+        }
+    }
+
     /// The LVA diagnostic this failure is reported as.
     pub(super) fn diagnostic(&self) -> Body {
         match self {
@@ -79,6 +94,30 @@ impl SourceError {
             Self::Protocol(m) => {
                 catalog::ProtocolError(RtspError::new("InvalidResponse", m.clone())).into()
             }
+            Self::TooLarge {
+                exceeded:
+                    Exceeded {
+                        phase: Phase::Answer(_),
+                        ..
+                    },
+                ..
+            } => catalog::ProtocolError(RtspError::new("RtspMessageTooLarge", self.to_string()))
+                .into(),
+            Self::TooLarge {
+                exceeded:
+                    Exceeded {
+                        phase: Phase::Playing,
+                        ..
+                    },
+                video_track,
+            } => catalog::MediaFormatError {
+                code: "AccessUnitTooLarge",
+                media_type: Some("video".to_owned()),
+                track: *video_track,
+                encoding: None,
+                error_message: self.to_string(),
+            }
+            .into(),
             Self::NoVideo(_) => catalog::MediaFormatError {
                 code: "UnsupportedCodec",
                 media_type: None,
@@ -112,5 +151,47 @@ mod tests {
             "Microsoft.Media.Graph.Diagnostics.AuthenticationError"
         );
         assert_eq!(serde_json::to_value(&body).unwrap()["errorCode"], "401");
+    }
+
+    #[test]
+    fn an_answer_too_large_is_a_protocol_error_and_a_frame_too_large_a_media_format_error() {
+        let answer = SourceError::too_large(
+            Exceeded {
+                phase: Phase::Answer("DESCRIBE"),
+                held: 1_050_000,
+                limit: 1_048_576,
+            },
+            None,
+        )
+        .diagnostic();
+        assert_eq!(
+            answer.event_type(),
+            "Microsoft.Media.Graph.Diagnostics.ProtocolError"
+        );
+        let body = serde_json::to_value(&answer).unwrap();
+        assert_eq!(body["errorCode"], "RtspMessageTooLarge");
+        let message = body["errorMessage"].as_str().unwrap();
+        assert!(
+            message.contains("DESCRIBE") && message.contains("1048576"),
+            "{message}"
+        );
+
+        let frame = SourceError::too_large(
+            Exceeded {
+                phase: Phase::Playing,
+                held: 17_000_000,
+                limit: 16_777_216,
+            },
+            Some(0),
+        )
+        .diagnostic();
+        assert_eq!(
+            frame.event_type(),
+            "Microsoft.Media.Graph.Diagnostics.MediaFormatError"
+        );
+        let body = serde_json::to_value(&frame).unwrap();
+        assert_eq!(body["code"], "AccessUnitTooLarge");
+        assert_eq!(body["track"], 0);
+        assert!(body["errorMessage"].as_str().unwrap().contains("17000000"));
     }
 }

@@ -6,7 +6,8 @@
 //! with B-frames ([`reorder`]), reconnecting forever with exponential backoff and jitter, stall
 //! detection, reporting video that offers no keyframe to start from, TEARDOWN on close, mapping
 //! media time to wall-clock 90 kHz ticks per run ([`clock`]), reading several frames per
-//! wake-up ([`batching`]) and the LVA diagnostics about the session.
+//! wake-up ([`batching`]), bounding what retina holds of one answer or frame ([`guard`]) and
+//! the LVA diagnostics about the session.
 //!
 //! Must not: touch the disk, decide segment boundaries, or block the runtime. One session per
 //! source node feeds all its sinks through bounded queues ([`handoff`]): a slow sink slows the
@@ -15,15 +16,18 @@
 //!
 //! Parts: [`session`] (one RTSP session: connect, DESCRIBE/SETUP/PLAY, frames, runs),
 //! [`error`] (what a failed session is reported as), [`codec`] (choosing tracks, keyframes,
-//! codec parameters), [`handoff`] (the bounded hand-over to the sinks).
+//! codec parameters), [`handoff`] (the bounded hand-over to the sinks), [`socket`] (finding
+//! retina's socket and asking the kernel about it).
 
 pub mod batching;
 pub mod clock;
 mod codec;
 mod error;
+pub mod guard;
 pub mod handoff;
 pub mod reorder;
 mod session;
+pub mod socket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,6 +203,7 @@ pub async fn run(
     let group = Arc::new(SessionGroup::default().named(cfg.subject.clone()));
     // The first retry after half a second; ±25 % jitter.
     let mut backoff = Backoff::new(Duration::from_millis(500), cfg.max_backoff, 0.75..=1.25);
+    let mut unguarded = guard::UnguardedWarning::default();
     while !*shutdown.borrow() {
         // A camera that still holds our previous session may refuse a new one; wait (bounded)
         // for retina's TEARDOWN of stale sessions first (it retries while the camera is
@@ -208,7 +213,7 @@ pub async fn run(
             let _ = tokio::time::timeout(cfg.max_backoff, group.await_stale_sessions(&stale)).await;
         }
         let outcome = tokio::select! {
-            o = session(&cfg, &group, &mut handoff, &events, &mut backoff) => o,
+            o = session(&cfg, &group, &mut handoff, &events, &mut backoff, &mut unguarded) => o,
             _ = shutdown.changed() => Ok(Some(RunEndReason::Shutdown)),
         };
         match outcome {

@@ -1,5 +1,5 @@
-//! One RTSP session: connect and DESCRIBE (finding the socket for read batching), SETUP and
-//! PLAY the chosen tracks, then turn retina's frames into runs: a run starts at a video
+//! One RTSP session: connect and DESCRIBE (finding the socket for read batching and the memory
+//! guard), SETUP and PLAY the chosen tracks, then turn retina's frames into runs: a run starts at a video
 //! keyframe, its frames get wall-clock instants and decode times, and it ends when the camera
 //! goes away, stalls or the clock jumps.
 
@@ -16,11 +16,13 @@ use retina::client::{
 use retina::codec::{CodecItem, FrameFormat};
 use tokio::time::{Instant, Sleep};
 
-use super::batching::{self, ReadBatching};
+use super::batching::ReadBatching;
 use super::clock::WallClockMap;
 use super::codec::{SUPPORTED, choose_tracks, describe_track, h265_is_irap, params_of};
+use super::guard::{self, MemoryGuard, UnguardedWarning};
 use super::handoff::Handoff;
 use super::reorder::{self, Timeline};
+use super::socket;
 use super::{
     Frame, RTSP_PORT, RunEndReason, SourceConfig, SourceError, SourceItem, TrackCodec, TrackParams,
     redacted,
@@ -38,6 +40,7 @@ pub(super) async fn session(
     handoff: &mut Handoff,
     events: &EventBus,
     backoff: &mut Backoff,
+    unguarded: &mut UnguardedWarning,
 ) -> Result<Option<RunEndReason>, (SourceError, bool)> {
     let creds = cfg.credentials.as_ref().map(|c| RetinaCredentials {
         username: c.username.clone(),
@@ -58,8 +61,16 @@ pub(super) async fn session(
         timeout,
         retina::client::Session::describe(cfg.url.clone(), options),
     );
-    let (described, socket) =
-        batching::find_socket(describe, cfg.url.port().unwrap_or(RTSP_PORT)).await;
+    // The socket is watched from its connection on, so an answer that never ends is cut off
+    // while it is being read.
+    let mut guard = MemoryGuard::describing();
+    let port = cfg.url.port().unwrap_or(RTSP_PORT);
+    let describe = guard::few_reads(Box::pin(describe));
+    let (described, socket) = socket::find_socket(describe, port, |s| guard.check_describe(s))
+        .await
+        .map_err(|e| (SourceError::too_large(e, None), false))?;
+    guard.described(socket.clone());
+    unguarded.session(&guard, &cfg.subject);
     let mut described = described
         .map_err(|_| (SourceError::Timeout(timeout, "DESCRIBE"), false))?
         .map_err(|e| (SourceError::from_retina("DESCRIBE", e), false))?;
@@ -96,18 +107,30 @@ pub(super) async fn session(
         let setup = SetupOptions::default()
             .transport(Transport::Tcp(TcpTransportOptions::default()))
             .frame_format(FrameFormat::MP4);
-        tokio::time::timeout(timeout, described.setup(c.stream, setup))
+        let setup = tokio::time::timeout(timeout, described.setup(c.stream, setup));
+        guard
+            .request("SETUP", setup)
             .await
+            .map_err(|e| (SourceError::too_large(e, None), false))?
             .map_err(|_| (SourceError::Timeout(timeout, "SETUP"), false))?
             .map_err(|e| (SourceError::from_retina("SETUP", e), false))?;
     }
-    let playing = tokio::time::timeout(timeout, described.play(PlayOptions::default()))
+    let play = tokio::time::timeout(timeout, described.play(PlayOptions::default()));
+    let playing = guard
+        .request("PLAY", play)
         .await
+        .map_err(|e| (SourceError::too_large(e, None), false))?
         .map_err(|_| (SourceError::Timeout(timeout, "PLAY"), false))?
         .map_err(|e| (SourceError::from_retina("PLAY", e), false))?;
-    let mut demuxed = playing
-        .demuxed()
-        .map_err(|e| (SourceError::from_retina("PLAY", e), false))?;
+    let mut demuxed = guard.playing(
+        playing
+            .demuxed()
+            .map_err(|e| (SourceError::from_retina("PLAY", e), false))?,
+    );
+    let video_stream = chosen
+        .iter()
+        .find(|c| c.codec != TrackCodec::Aac)
+        .map(|c| c.stream);
     events.emit(Event::new(
         cfg.subject.clone(),
         catalog::MediaSessionEstablished {
@@ -148,10 +171,14 @@ pub(super) async fn session(
                     Err((SourceError::Network(why), false))
                 };
             }
-            Some(Some(Err(e))) => {
+            Some(Some(Err(exceeded))) => {
+                let e = SourceError::too_large(exceeded, video_stream);
+                return Err((e, run.is_some()));
+            }
+            Some(Some(Ok(Err(e)))) => {
                 return Err((SourceError::from_retina("PLAY", e), run.is_some()));
             }
-            Some(Some(Ok(item))) => item,
+            Some(Some(Ok(Ok(item)))) => item,
         };
         let now = Instant::now();
         let stream_id = match &item {
@@ -181,7 +208,7 @@ pub(super) async fn session(
         };
         batching.received(data.len(), now);
         let host_now = Ticks90k::now();
-        let streams = demuxed.streams();
+        let streams = demuxed.get_ref().streams();
         if run.is_none() {
             // A run starts at a video keyframe once every chosen track has parameters: earlier
             // frames cannot be decoded.
