@@ -18,12 +18,13 @@
 //! wake-up of its own), and, at most every [`CHECK_SPACING`], after a poll that handed out
 //! something other than video (so a flood of audio frames cannot hide a video frame that never
 //! ends). A check is two system calls. retina is polled with [`few_reads`], so a poll ends
-//! after at most [`READS_PER_POLL`] reads and a flood cannot read for long between checks. Past a bound the connection is shut down and the session fails with
-//! [`Exceeded`]; dropping it frees retina's buffers, and the source reports it and reconnects
-//! after its backoff.
+//! after at most [`READS_PER_POLL`] reads and a flood cannot read for long between checks.
+//! Past a bound the connection is shut down and the session fails with [`Exceeded`]; dropping
+//! it frees retina's buffers, and the source reports it and reconnects after its backoff.
 //!
-//! Owns: the two bounds and the accounting. Must not: read or write the socket, keep it past
-//! the session, or end a session for data that was handed out.
+//! Owns: the two bounds, the accounting, and how many reads retina makes per poll. Must not:
+//! read or write the socket (it only shuts a connection down past its bound), keep it past the
+//! session, add a timer or a wake-up, or end a session for data that was handed out.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -288,20 +289,26 @@ impl<T> FewReads<T> {
 /// first one brings it back to where it was.
 fn with_few_reads<R>(cx: &mut Context<'_>, poll: impl FnOnce(&mut Context<'_>) -> R) -> R {
     use tokio::task::coop;
-    let mut taken = Vec::with_capacity(TASK_BUDGET);
+    // On the stack: this runs for every item retina hands out.
+    let mut taken: [Option<coop::RestoreOnPending>; TASK_BUDGET] = std::array::from_fn(|_| None);
+    let mut n = 0;
     // Outside a runtime or unconstrained, units are free and restore nothing: bounded here.
-    while taken.len() < TASK_BUDGET && coop::has_budget_remaining() {
+    while n < TASK_BUDGET && coop::has_budget_remaining() {
         match coop::poll_proceed(cx) {
-            Poll::Ready(unit) => taken.push(unit),
+            Poll::Ready(unit) => {
+                taken[n] = Some(unit);
+                n += 1;
+            }
             Poll::Pending => break,
         }
     }
-    for _ in 0..READS_PER_POLL {
-        drop(taken.pop());
+    let kept = n.saturating_sub(READS_PER_POLL);
+    for unit in taken[kept..n].iter_mut().rev() {
+        drop(unit.take());
     }
     let output = poll(cx);
-    while let Some(unit) = taken.pop() {
-        drop(unit);
+    for unit in taken[..kept].iter_mut().rev() {
+        drop(unit.take());
     }
     output
 }
@@ -454,7 +461,16 @@ mod tests {
         };
         let e = guard.request("SETUP", answer).await.unwrap_err();
         assert_eq!(e.phase, Phase::Answer("SETUP"));
+        // Checked after every two reads: past the limit by at most what two reads took.
         assert!(e.held > MAX_RTSP_MESSAGE, "{e:?}");
+        assert!(e.held <= MAX_RTSP_MESSAGE + 2 * 64 * 1024, "{e:?}");
+        // The connection is shut down: a TEARDOWN written on it fails at once.
+        let teardown = client.write_all(b"TEARDOWN").await.unwrap_err();
+        assert_eq!(
+            teardown.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "{teardown}"
+        );
         flood.abort();
     }
 
