@@ -25,22 +25,6 @@ fn require_strace() {
     );
 }
 
-/// An instance `name` of the test topology recording `url`; its cache is
-/// `<cache root>/RecordTest.<name>.sink1` (topology, instance, sink).
-fn instance(dir: &Path, name: &str, url: &str) -> PathBuf {
-    let doc = serde_json::json!({
-        "@apiVersion": "2.0",
-        "name": name,
-        "properties": {
-            "topologyName": "RecordTest",
-            "parameters": [{"name": "url1", "value": url}]
-        }
-    });
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, doc.to_string()).unwrap();
-    path
-}
-
 fn cache_root(data: &Path) -> PathBuf {
     data.join("var/lib/mediagraph/cache")
 }
@@ -202,8 +186,8 @@ fn a_slow_cache_disk_costs_the_other_camera_no_frame_and_sigterm_still_stops() {
     let port = free_port();
     let _camera = camera(port, &["--count", "2"]);
     let topology = write_topology(tmp.path(), "rtsp://unused", 64, "PT30S");
-    let fast = instance(tmp.path(), "fast", &format!("rtsp://127.0.0.1:{port}/cam1"));
-    let slow = instance(tmp.path(), "slow", &format!("rtsp://127.0.0.1:{port}/cam2"));
+    let fast = write_instance(tmp.path(), "fast", &format!("rtsp://127.0.0.1:{port}/cam1"));
+    let slow = write_instance(tmp.path(), "slow", &format!("rtsp://127.0.0.1:{port}/cam2"));
     let data = tmp.path().join("data");
     let slow_dir = sink_cache(&data, "slow");
     // Every sync of the slow sink's files takes 1 s: about 2 s per fragment of 1 s.
@@ -272,8 +256,8 @@ fn a_sink_that_cannot_start_is_reported_at_once_and_retried_while_others_record(
     let port = free_port();
     let _camera = camera(port, &["--count", "2"]);
     let topology = write_topology(tmp.path(), "rtsp://unused", 64, "PT30S");
-    let good = instance(tmp.path(), "good", &format!("rtsp://127.0.0.1:{port}/cam1"));
-    let bad = instance(tmp.path(), "bad", &format!("rtsp://127.0.0.1:{port}/cam2"));
+    let good = write_instance(tmp.path(), "good", &format!("rtsp://127.0.0.1:{port}/cam1"));
+    let bad = write_instance(tmp.path(), "bad", &format!("rtsp://127.0.0.1:{port}/cam2"));
     let data = tmp.path().join("data");
     // A file where the bad sink's cache directory goes: the cache cannot be opened.
     let blocked = sink_cache(&data, "bad");

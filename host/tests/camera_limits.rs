@@ -3,7 +3,6 @@
 
 mod record_support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,22 +49,6 @@ fn rss_bound_mib(cap_mib: u64) -> u64 {
     BASELINE_MIB + 2 * cap_mib + 64
 }
 
-/// An instance `name` of the test topology recording `url` (its cache is
-/// `<cache root>/RecordTest.<name>.sink1`).
-fn instance(dir: &Path, name: &str, url: &str) -> PathBuf {
-    let doc = serde_json::json!({
-        "@apiVersion": "2.0",
-        "name": name,
-        "properties": {
-            "topologyName": "RecordTest",
-            "parameters": [{"name": "url1", "value": url}]
-        }
-    });
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, doc.to_string()).unwrap();
-    path
-}
-
 /// A `/proc/PID/status` field in KiB, e.g. `VmHWM`.
 fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -110,8 +93,8 @@ fn hostile_camera_is_cut_off_while_another_records(
     let port = free_port();
     let _camera = camera(port, &[]);
     let topology = write_topology(tmp.path(), "rtsp://unused", 64, "PT30S");
-    let good = instance(tmp.path(), "good", &format!("rtsp://127.0.0.1:{port}/cam1"));
-    let bad = instance(tmp.path(), "bad", &format!("rtsp://127.0.0.1:{port}{path}"));
+    let good = write_instance(tmp.path(), "good", &format!("rtsp://127.0.0.1:{port}/cam1"));
+    let bad = write_instance(tmp.path(), "bad", &format!("rtsp://127.0.0.1:{port}{path}"));
     let data = tmp.path().join("data");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mediagraph"));
     cmd.arg("run")

@@ -46,6 +46,23 @@ pub fn write_topology(dir: &Path, url: &str, cache_mib: u64, segment: &str) -> P
     path
 }
 
+/// A graph instance `name` of [`write_topology`]'s topology recording `url`, written to
+/// `dir/<name>.json`; its sink's cache is `<cache root>/RecordTest.<name>.sink1` (topology,
+/// instance, sink).
+pub fn write_instance(dir: &Path, name: &str, url: &str) -> PathBuf {
+    let doc = serde_json::json!({
+        "@apiVersion": "2.0",
+        "name": name,
+        "properties": {
+            "topologyName": "RecordTest",
+            "parameters": [{"name": "url1", "value": url}]
+        }
+    });
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, doc.to_string()).unwrap();
+    path
+}
+
 /// Drops the sink's `outputSelectors` (written as `is video` by [`write_topology`]), so the
 /// sink takes audio and video.
 pub fn select_audio_and_video(topology: &Path) {
